@@ -1,0 +1,207 @@
+"""The experiment runner: the only module that assembles Cerebro for a backtest.
+
+bars -> (train or load) artifact -> Backtrader run over the out-of-sample period -> run files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from kerastrader.config import Config, dump_config, embedded_data_path
+from kerastrader.errors import ConfigError
+from kerastrader.feeds.btfeed import make_feed
+from kerastrader.feeds.loader import load_csv
+from kerastrader.models.artifact import Artifact, load_artifact, save_artifact
+from kerastrader.models.evaluation import classification_metrics
+from kerastrader.models.labels import direction_label
+from kerastrader.models.progress import make_progress
+from kerastrader.reports.analyzer import PortfolioAnalyzer
+from kerastrader.reports.writer import write_run_files
+from kerastrader.strategies.threshold import ThresholdStrategy, trade_start_date
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+    artifact: Artifact
+    predictions: pd.Series
+
+
+class _BarProgress(bt.Analyzer):
+    """Advances a progress bar as Backtrader walks the bars."""
+
+    params = (("progress", None), ("task", None))
+
+    def next(self) -> None:
+        self.p.progress.update(self.p.task, advance=1)
+
+
+def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+    d = cfg["data"]
+    path = Path(d["path"]) if d["path"] else embedded_data_path()
+    bars = load_csv(path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"])
+    info = {
+        "path": str(path),
+        "sha256": bars.attrs.get("sha256"),
+        "symbol": d["symbol"],
+        "rows": len(bars),
+        "first": bars.index[0].date().isoformat(),
+        "last": bars.index[-1].date().isoformat(),
+        "adjust": d["adjust"],
+        "missing": d["missing"],
+    }
+    return bars, info
+
+
+def _date_index(bars: pd.DataFrame, text: str, key: str, side: str) -> int:
+    try:
+        when = pd.Timestamp(text)
+    except ValueError:
+        raise ConfigError(f"backtest.{key} = {text!r}: not a date (YYYY-MM-DD)") from None
+    idx = int(bars.index.searchsorted(when, side=side))
+    return idx if side == "left" else idx - 1
+
+
+def backtest_period(
+    bars: pd.DataFrame, cfg: Config, artifact: Artifact
+) -> tuple[int, int]:
+    """Row numbers of the first and last traded bar: by default the model's test period."""
+    b = cfg["backtest"]
+    start_text = b["start"] or artifact.metadata.get("periods", {}).get("test", [""])[0]
+    first = _date_index(bars, start_text, "start", "left") if start_text else 0
+    last = _date_index(bars, b["end"], "end", "right") if b["end"] else len(bars) - 1
+    first = max(first, artifact.warmup - 1)
+    span = f"{bars.index[0].date()} .. {bars.index[-1].date()}"
+    if first > last or first >= len(bars):
+        raise ConfigError(
+            f"backtest period {start_text or 'start'} .. {b['end'] or 'end'} has no bars after the "
+            f"{artifact.warmup}-bar warm-up in the data ({span})"
+        )
+    periods = artifact.metadata.get("periods", {})
+    same_data = artifact.metadata.get("data", {}).get("sha256") == bars.attrs.get("sha256")
+    if same_data and "validation" in periods:
+        fit_end = pd.Timestamp(periods["validation"][1])
+        if bars.index[first] <= fit_end:
+            log.warning(
+                "the backtest starts %s, inside the model's training/validation periods "
+                "(until %s): results are in-sample", bars.index[first].date(), fit_end.date()
+            )
+    return first, last
+
+
+def run_experiment(cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None) -> RunResult:
+    """Run one experiment end to end and write the run files into ``out_dir``."""
+    from kerastrader.models.training import train
+
+    out_dir = Path(out_dir)
+    bars, data_info = load_bars(cfg)
+    symbol = cfg["data"]["symbol"]
+    log.info("%s: %d bars %s .. %s", data_info["path"], len(bars), data_info["first"],
+             data_info["last"])
+
+    if model_dir is not None:
+        artifact = load_artifact(model_dir)
+        artifact.check_compatible(
+            cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
+        )
+    else:
+        result = train(bars, cfg, data_info)
+        artifact = result.artifact
+        save_artifact(artifact, out_dir / "model")
+        log.info("model saved to %s", out_dir / "model")
+
+    first, last = backtest_period(bars, cfg, artifact)
+    lo = max(0, first - artifact.warmup)
+    window = bars.iloc[lo : last + 1]
+    start = bars.index[first].date()
+
+    b = cfg["broker"]
+    cerebro = bt.Cerebro(stdstats=False, runonce=cfg["backtest"]["runonce"])
+    cerebro.adddata(make_feed(window, symbol), name=symbol)
+    cerebro.broker.setcash(b["cash"])
+    cerebro.broker.setcommission(commission=b["commission"])
+    if b["slippage"]:
+        cerebro.broker.set_slippage_perc(b["slippage"], slip_open=True, slip_match=True)
+    s = cfg["strategy"]
+    cerebro.addstrategy(
+        ThresholdStrategy,
+        model=artifact,
+        enter=s["enter"],
+        exit=s["exit"],
+        allow_short=s["allow_short"],
+        target_percent=s["target_percent"],
+        trade_start=trade_start_date(start),
+    )
+    cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=start)
+    with make_progress() as progress:
+        task = progress.add_task("backtest", total=len(window), info=symbol)
+        cerebro.addanalyzer(_BarProgress, progress=progress, task=task)
+        strategy = cerebro.run()[0]
+        progress.update(task, completed=len(window))
+    analysis = strategy.analyzers.portfolio.get_analysis()
+
+    pred = np.asarray(strategy.prediction.lines.prediction.array[: len(window)], dtype=float)
+    predictions = pd.Series(pred, index=window.index, name="prediction")
+
+    close = bars["close"]
+    bench = close.pct_change().iloc[first : last + 1]
+    bench.index = pd.DatetimeIndex(bench.index).tz_localize("UTC")
+    bench.name = "benchmark"
+
+    labels = pd.Series(direction_label(close.to_numpy()), index=bars.index).iloc[first : last + 1]
+    scored = pd.DataFrame({"y": labels, "p": predictions.reindex(labels.index)}).dropna()
+    model_metrics: dict[str, Any] | None = None
+    if len(scored):
+        model_metrics = classification_metrics(scored["y"].to_numpy(), scored["p"].to_numpy())
+        model_metrics["test_start"] = scored.index[0].date().isoformat()
+        model_metrics["test_end"] = scored.index[-1].date().isoformat()
+        model_metrics["source"] = "backtest period predictions"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out_dir / "predictions.csv", predictions)
+    metrics = write_run_files(
+        out_dir,
+        returns=analysis["returns"],
+        benchmark=bench,
+        positions=analysis["positions"],
+        transactions=analysis["transactions"],
+        trades=analysis["trades"],
+        start_value=analysis["start_value"],
+        model=model_metrics,
+        y_true=scored["y"].to_numpy() if len(scored) else None,
+        y_prob=scored["p"].to_numpy() if len(scored) else None,
+        config_toml=dump_config(cfg),
+        title=cfg["report"]["title"] or f"{symbol} LSTM direction",
+        symbol=symbol,
+        figures=cfg["report"]["figures"],
+        extra_run={
+            "symbol": symbol,
+            "data": data_info["path"],
+            "model": str(artifact.path) if artifact.path else None,
+            "warmup_bars": artifact.warmup,
+            "runonce": cfg["backtest"]["runonce"],
+        },
+    )
+    return RunResult(out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=predictions)
+
+
+def _write_predictions(path: Path, predictions: pd.Series) -> None:
+    """``date,prediction``: one row per bar of the feed, the prediction empty during warm-up."""
+    frame = pd.DataFrame(
+        {
+            "date": [d.date().isoformat() for d in predictions.index],
+            "prediction": [None if math.isnan(p) else p for p in predictions],
+        }
+    )
+    frame.to_csv(path, index=False, float_format="%.8f")

@@ -1,0 +1,130 @@
+"""Command line: ``kerastrader backtest [CONFIG] [--data F] [--out D] [--model D] [--set k=v]``.
+
+It parses, loads one config, calls one runner. A user's mistake (a bad path, key or data
+file) ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from kerastrader.errors import KerastraderError
+
+log = logging.getLogger("kerastrader")
+
+EXIT_USER_ERROR = 2
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ logging (oneDNN notices, absl warnings, tf.data attribute notices) is
+    # noise for a user; Python-level errors still raise.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="experiment TOML (default: the built-in one)")
+    parser.add_argument("--data", help="bars CSV to use instead of data.path")
+    parser.add_argument("--out", help="write the run's files into this directory")
+    parser.add_argument("--model", help="load this model artifact directory instead of training")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.epochs=2 (repeatable)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    from kerastrader.config import load_config
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={_toml_string(args.data)}")
+    cfg = load_config(args.config, overrides)
+    if args.out:
+        out = Path(args.out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{cfg['data']['symbol'].lower()}"
+    if args.model and not Path(args.model).is_dir():
+        raise KerastraderError(f"--model {args.model}: no such model directory")
+
+    from kerastrader.backtest import run_experiment
+
+    result = run_experiment(cfg, out, model_dir=args.model)
+    s, r = result.metrics["strategy"], result.metrics["run"]
+    log.info(
+        "%s .. %s: %d bars, %d trades, final value %.2f, annual return %s, Sharpe %s",
+        r["start"], r["end"], r["bars"], r["trades"], r["final_value"],
+        _pct(s.get("annual_return")), _num(s.get("sharpe_ratio")),
+    )
+    print(f"Report: {out / 'report.html'}")
+    return 0
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+    logging.getLogger("kerastrader").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    backtest = sub.add_parser("backtest", help="train (or load) a model, backtest it, report")
+    add_backtest_arguments(backtest)
+    backtest.set_defaults(handler=run_backtest_command)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    _setup_logging(args.quiet)
+    try:
+        return args.handler(args)
+    except KerastraderError as exc:
+        print(f"kerastrader: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("kerastrader: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return dispatch(args)
+
+
+def run_backtest_main(argv: list[str] | None = None) -> int:
+    """``python run_backtest.py ...``: the backtest command without the sub-command word."""
+    parser = argparse.ArgumentParser(prog="run_backtest.py", description=__doc__.splitlines()[0])
+    add_backtest_arguments(parser)
+    parser.set_defaults(handler=run_backtest_command)
+    return dispatch(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

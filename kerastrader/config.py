@@ -1,0 +1,137 @@
+"""One config file describes a whole experiment.
+
+The embedded ``default.toml`` holds every key and its default; a user's TOML file and
+``--set key=value`` overrides are merged over it. Unknown sections or keys are errors, not
+silently ignored, because a misspelt key that does nothing is the worst kind of config bug.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from kerastrader.errors import ConfigError
+
+Config = dict[str, dict[str, Any]]
+
+
+def default_config() -> Config:
+    """The embedded defaults, as a fresh dict the caller may change."""
+    text = resources.files("kerastrader.data").joinpath("default.toml").read_text()
+    return tomllib.loads(text)
+
+
+def embedded_data_path() -> Path:
+    """The bundled ORCL 1995-2014 daily bars."""
+    return Path(str(resources.files("kerastrader.data").joinpath("orcl-1995-2014.csv")))
+
+
+def _merge(base: Config, override: dict[str, Any], origin: str) -> None:
+    for section, values in override.items():
+        if section not in base:
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(base)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for key, value in values.items():
+            _set(base, section, key, value, origin)
+
+
+def _set(cfg: Config, section: str, key: str, value: Any, origin: str) -> None:
+    known = cfg[section]
+    if key not in known:
+        raise ConfigError(
+            f"{origin}: unknown key {section}.{key} (known: {', '.join(sorted(known))})"
+        )
+    default = known[key]
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{origin}: {section}.{key} must be true or false, not {value!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(default) is not type(value) and not (
+        isinstance(default, int | float) and isinstance(value, int | float)
+    ):
+        raise ConfigError(
+            f"{origin}: {section}.{key} must be {type(default).__name__}, "
+            f"not {type(value).__name__} ({value!r})"
+        )
+    known[key] = value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value``; the value is read as TOML, or as a plain string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    dotted, raw = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.epochs=2")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts[0], parts[1], value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the file at ``path``, then ``--set`` overrides; validated."""
+    cfg = default_config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            user = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        _merge(cfg, user, str(path))
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        if section not in cfg:
+            raise ConfigError(f"--set {text}: unknown section [{section}]")
+        _set(cfg, section, key, value, f"--set {text}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks on values that types alone do not catch."""
+    choices = {
+        ("data", "missing"): ("error", "interpolate", "drop"),
+        ("label", "kind"): ("direction",),
+    }
+    for (section, key), allowed in choices.items():
+        if cfg[section][key] not in allowed:
+            raise ConfigError(
+                f"{section}.{key} = {cfg[section][key]!r}: expected one of {', '.join(allowed)}"
+            )
+    positive = [("model", "window"), ("training", "epochs"), ("training", "batch_size")]
+    for section, key in positive:
+        if cfg[section][key] < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1, not {cfg[section][key]}")
+    if cfg["label"]["horizon"] != 1:
+        raise ConfigError("label.horizon: the direction label is next-bar; horizon must be 1")
+    if not cfg["model"]["units"] or any(
+        not isinstance(u, int) or u < 1 for u in cfg["model"]["units"]
+    ):
+        raise ConfigError("model.units must be a non-empty list of positive integers")
+    if not 0.0 <= cfg["model"]["dropout"] < 1.0:
+        raise ConfigError("model.dropout must be in [0, 1)")
+    strat = cfg["strategy"]
+    if strat["exit"] > strat["enter"]:
+        raise ConfigError(
+            f"strategy.exit ({strat['exit']}) must not exceed strategy.enter ({strat['enter']})"
+        )
+    if not 0.0 < strat["target_percent"] <= 1.0:
+        raise ConfigError("strategy.target_percent must be in (0, 1]")
+    if cfg["broker"]["cash"] <= 0:
+        raise ConfigError("broker.cash must be positive")
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as TOML, written next to every run's results."""
+    return tomli_w.dumps(copy.deepcopy(cfg))

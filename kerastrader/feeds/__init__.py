@@ -1,0 +1,1 @@
+"""Bars in: loading, validation and cleaning, Backtrader feed construction."""

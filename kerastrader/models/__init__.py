@@ -1,0 +1,1 @@
+"""Causal features, labels, windows, the LSTM builder, training, the artifact and KerasIndicator."""

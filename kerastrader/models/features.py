@@ -1,0 +1,208 @@
+"""Causal features, defined once for training, backtest and live.
+
+A feature is a pure function of the bars up to and including bar t. Each is written once, as a
+function of OHLCV arrays, and served by two paths that are tested to agree:
+
+- the full-history path, :meth:`FeatureSet.compute`, used for training and by the vectorised
+  backtest pass: one row per bar, NaN until enough history exists;
+- the bar-by-bar path, :meth:`FeatureSet.compute_last`, used live and by Backtrader's ``next``:
+  the same functions applied to the trailing :attr:`FeatureSet.lookback` bars, last row only.
+
+Recursive indicators (EMA, RSI, ATR) remember every bar they have ever seen, so their value at t
+depends on where the series starts: an RSI computed from 1995 differs from one warmed up on 200
+bars of live backfill. We therefore define them over a fixed trailing window of
+``memory x period`` bars (Wilder/EMA weights decay as (1 - 1/period)^k, so with the default
+memory of 10 the truncated tail weighs under 0.1% for RSI(14)). A value at t then depends on
+exactly the bars t-M+1..t, whatever came before, and both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import talib
+from numpy.lib.stride_tricks import sliding_window_view
+
+from kerastrader.errors import ConfigError
+
+Bars = Mapping[str, np.ndarray]
+COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _logret(b: Bars, n: int) -> np.ndarray:
+    close = b["close"]
+    out = np.full(len(close), np.nan)
+    out[n:] = np.log(close[n:] / close[:-n])
+    return out
+
+
+def _rsi(b: Bars, n: int) -> np.ndarray:
+    # Scaled to [-1, 1] so that the network sees values of the same order as the others.
+    return talib.RSI(b["close"], timeperiod=n) / 50.0 - 1.0
+
+
+def _bbp(b: Bars, n: int) -> np.ndarray:
+    upper, _, lower = talib.BBANDS(b["close"], timeperiod=n, nbdevup=2.0, nbdevdn=2.0)
+    width = upper - lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = (b["close"] - lower) / width
+    return np.where(width > 0, pct, 0.5)
+
+
+def _atr(b: Bars, n: int) -> np.ndarray:
+    # Normalised by the close: a volatility, comparable across price levels.
+    return talib.ATR(b["high"], b["low"], b["close"], timeperiod=n) / b["close"]
+
+
+def _rvol(b: Bars, n: int) -> np.ndarray:
+    r = _logret(b, 1)
+    return talib.STDDEV(r, timeperiod=n, nbdev=1.0) * np.sqrt(n / (n - 1.0))
+
+
+def _sma_dist(b: Bars, n: int) -> np.ndarray:
+    return b["close"] / talib.SMA(b["close"], timeperiod=n) - 1.0
+
+
+def _ema_dist(b: Bars, n: int) -> np.ndarray:
+    return b["close"] / talib.EMA(b["close"], timeperiod=n) - 1.0
+
+
+def _volume_z(b: Bars, n: int) -> np.ndarray:
+    v = b["volume"]
+    out = np.full(len(v), np.nan)
+    if len(v) >= n:
+        w = sliding_window_view(v, n)
+        mean = w.mean(axis=1)
+        std = w.std(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (v[n - 1 :] - mean) / std
+        # A constant volume (an index with no volume data) carries no information: 0, not NaN.
+        out[n - 1 :] = np.where(std > 0, z, 0.0)
+    return out
+
+
+@dataclass(frozen=True)
+class _Kind:
+    fn: Callable[[Bars, int], np.ndarray]
+    recursive: bool
+    min_period: int
+    bars_needed: Callable[[int], int]  # bars for one valid value (non-recursive kinds)
+    doc: str
+
+
+KINDS: dict[str, _Kind] = {
+    "logret": _Kind(_logret, False, 1, lambda n: n + 1, "log(Close[t] / Close[t-n])"),
+    "rsi": _Kind(_rsi, True, 2, lambda n: n + 1, "TA-Lib RSI(n) / 50 - 1"),
+    "bbp": _Kind(_bbp, False, 2, lambda n: n, "Bollinger %B, SMA(n) +/- 2 std"),
+    "atr": _Kind(_atr, True, 1, lambda n: n + 1, "TA-Lib ATR(n) / Close"),
+    "rvol": _Kind(_rvol, False, 2, lambda n: n + 1, "std of n one-bar log returns"),
+    "sma_dist": _Kind(_sma_dist, False, 1, lambda n: n, "Close / SMA(n) - 1"),
+    "ema_dist": _Kind(_ema_dist, True, 2, lambda n: n, "Close / EMA(n) - 1"),
+    "volume_z": _Kind(_volume_z, False, 2, lambda n: n, "volume z-score over n bars"),
+}
+
+_NAME = re.compile(r"^(?P<kind>[a-z_]+?)_(?P<period>\d+)$")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One configured feature, such as ``rsi_14``."""
+
+    name: str
+    kind: str
+    period: int
+    memory: int
+
+    @property
+    def spec(self) -> _Kind:
+        return KINDS[self.kind]
+
+    @property
+    def lookback(self) -> int:
+        """Bars from which one value is computed (the value at t uses bars t-lookback+1..t)."""
+        if self.spec.recursive:
+            return max(self.memory * self.period, self.spec.bars_needed(self.period))
+        return self.spec.bars_needed(self.period)
+
+    def compute(self, bars: Bars) -> np.ndarray:
+        """Full-history path: one value per bar, NaN before ``lookback`` bars exist."""
+        n = len(bars["close"])
+        if not self.spec.recursive:
+            out = np.asarray(self.spec.fn(bars, self.period), dtype=float)
+            out[: min(n, self.lookback - 1)] = np.nan
+            return out
+        out = np.full(n, np.nan)
+        m = self.lookback
+        for t in range(m - 1, n):
+            window = {k: v[t - m + 1 : t + 1] for k, v in bars.items()}
+            out[t] = self.spec.fn(window, self.period)[-1]
+        return out
+
+    def compute_last(self, bars: Bars) -> float:
+        """Bar-by-bar path: the value at the last bar, from the trailing ``lookback`` bars."""
+        m = self.lookback
+        if len(bars["close"]) < m:
+            return float("nan")
+        window = {k: v[-m:] for k, v in bars.items()}
+        return float(self.spec.fn(window, self.period)[-1])
+
+
+def parse_feature(name: str, memory: int) -> Feature:
+    """``rsi_14`` -> Feature(kind="rsi", period=14); unknown names are config errors."""
+    match = _NAME.match(name)
+    if not match or match["kind"] not in KINDS:
+        known = ", ".join(f"{k}_N ({v.doc})" for k, v in KINDS.items())
+        raise ConfigError(f"features.names: unknown feature {name!r}; known: {known}")
+    kind, period = match["kind"], int(match["period"])
+    if period < KINDS[kind].min_period:
+        raise ConfigError(f"features.names: {name!r} needs a period >= {KINDS[kind].min_period}")
+    return Feature(name=name, kind=kind, period=period, memory=memory)
+
+
+def as_arrays(bars: pd.DataFrame | Bars) -> dict[str, np.ndarray]:
+    """OHLCV columns as contiguous float64 arrays (TA-Lib requires float64)."""
+    return {c: np.ascontiguousarray(bars[c], dtype=np.float64) for c in COLUMNS}
+
+
+class FeatureSet:
+    """The configured features, in order: the model's input columns."""
+
+    def __init__(self, names: Sequence[str], memory: int = 10) -> None:
+        if not names:
+            raise ConfigError("features.names must list at least one feature")
+        if len(set(names)) != len(names):
+            raise ConfigError("features.names lists a feature twice")
+        if memory < 1:
+            raise ConfigError("features.memory must be at least 1")
+        self.names = list(names)
+        self.memory = int(memory)
+        self.features = [parse_feature(n, self.memory) for n in self.names]
+        self.lookback = max(f.lookback for f in self.features)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def compute(self, bars: pd.DataFrame | Bars) -> np.ndarray:
+        """Full-history path: an (n_bars, n_features) matrix, NaN rows during the look-back."""
+        arrays = as_arrays(bars)
+        out = np.column_stack([f.compute(arrays) for f in self.features])
+        out[: self.lookback - 1] = np.nan
+        return out
+
+    def compute_frame(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`compute` with the bars' index and the feature names as columns."""
+        return pd.DataFrame(self.compute(bars), index=bars.index, columns=self.names)
+
+    def compute_last(self, bars: Bars) -> np.ndarray:
+        """Bar-by-bar path: the feature row of the last bar, from the trailing look-back."""
+        arrays = {c: np.asarray(bars[c], dtype=np.float64)[-self.lookback :] for c in COLUMNS}
+        if len(arrays["close"]) < self.lookback:
+            return np.full(len(self.features), np.nan)
+        return np.array([f.compute_last(arrays) for f in self.features])
+
+    def to_dict(self) -> dict:
+        return {"names": self.names, "memory": self.memory, "lookback": self.lookback}

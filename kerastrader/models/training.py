@@ -1,0 +1,202 @@
+"""Training: chronological splits, a scaler fitted on training rows, the LSTM, the artifact.
+
+The one training path. Every sample is a window ending at bar t with the label of bar t
+(Close[t+1] > Close[t]). Samples are assigned to train / validation / test by the date of t;
+the last ``horizon`` samples of the training and validation periods are purged, because their
+labels look into the next period. The scaler sees only feature rows up to the last training
+sample. EarlyStopping watches the validation period, never the test period.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kerastrader.config import Config
+from kerastrader.errors import ConfigError
+from kerastrader.models.artifact import Artifact, library_versions
+from kerastrader.models.evaluation import classification_metrics
+from kerastrader.models.features import FeatureSet
+from kerastrader.models.labels import DIRECTION_DEFINITION, direction_label
+from kerastrader.models.scaler import FittedScaler
+from kerastrader.models.windows import make_windows, window_ends
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Dataset:
+    """Features, labels and the window ends of each split, all on the bars' row numbers."""
+
+    dates: pd.DatetimeIndex
+    features: np.ndarray
+    labels: np.ndarray
+    ends: dict[str, np.ndarray]
+
+    def period(self, split: str) -> tuple[str, str]:
+        idx = self.ends[split]
+        return (self.dates[idx[0]].date().isoformat(), self.dates[idx[-1]].date().isoformat())
+
+
+def _boundary(dates: pd.DatetimeIndex, text: str, key: str) -> int:
+    """Row number of the last bar on or before the date ``text``."""
+    try:
+        when = pd.Timestamp(text)
+    except ValueError:
+        raise ConfigError(f"split.{key} = {text!r}: not a date (YYYY-MM-DD)") from None
+    return int(dates.searchsorted(when, side="right")) - 1
+
+
+def split_dataset(
+    bars: pd.DataFrame, feature_set: FeatureSet, window: int, split: dict[str, Any],
+    horizon: int = 1,
+) -> Dataset:
+    """Compute features and labels and assign every labelled window to one split."""
+    dates = pd.DatetimeIndex(bars.index)
+    features = feature_set.compute(bars)
+    labels = direction_label(bars["close"].to_numpy())
+    ends = window_ends(~np.isnan(features).any(axis=1), window)
+    ends = ends[~np.isnan(labels[ends])]
+    if len(ends) < 3:
+        raise ConfigError(
+            f"only {len(ends)} labelled windows: the data has {len(bars)} bars but the features "
+            f"need {feature_set.lookback} and the window {window}"
+        )
+    if split["train_end"]:
+        last_train = _boundary(dates, split["train_end"], "train_end")
+        last_val = _boundary(dates, split["validation_end"], "validation_end")
+        if not split["validation_end"]:
+            raise ConfigError("split.validation_end is required when split.train_end is set")
+    else:
+        n = len(ends)
+        last_train = int(ends[int(n * split["train_fraction"]) - 1])
+        last_val = int(ends[int(n * (split["train_fraction"] + split["validation_fraction"])) - 1])
+    if last_val <= last_train:
+        raise ConfigError("split: the validation period must end after the training period")
+    out = {
+        # Purge: a label at t uses Close[t + horizon], which must lie in the same period.
+        "train": ends[ends + horizon <= last_train],
+        "validation": ends[(ends > last_train) & (ends + horizon <= last_val)],
+        "test": ends[ends > last_val],
+    }
+    span = f"{dates[0].date()} .. {dates[-1].date()}"
+    for name, idx in out.items():
+        if len(idx) == 0:
+            raise ConfigError(
+                f"split: the {name} period has no labelled windows (data {span}, "
+                f"train_end {dates[max(last_train, 0)].date()}, "
+                f"validation_end {dates[max(last_val, 0)].date()})"
+            )
+    return Dataset(dates=dates, features=features, labels=labels, ends=out)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same numbers: Python, NumPy and TensorFlow seeds plus deterministic ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _class_weights(y: np.ndarray) -> dict[int, float]:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
+
+
+@dataclass
+class TrainResult:
+    artifact: Artifact
+    test_ends: np.ndarray
+    y_test: np.ndarray
+    p_test: np.ndarray
+    dataset: Dataset
+
+
+def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainResult:
+    """Train the configured LSTM on ``bars`` and return an (unsaved) artifact."""
+    import keras
+
+    from kerastrader.models.builders import build_lstm_classifier
+    from kerastrader.models.progress import EpochProgress
+
+    feature_set = FeatureSet(cfg["features"]["names"], memory=cfg["features"]["memory"])
+    m, t = cfg["model"], cfg["training"]
+    window = int(m["window"])
+    ds = split_dataset(bars, feature_set, window, cfg["split"], cfg["label"]["horizon"])
+    scaler = FittedScaler.fit(ds.features[feature_set.lookback - 1 : ds.ends["train"][-1] + 1])
+    scaled = scaler.transform(ds.features)
+
+    def xy(split: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = ds.ends[split]
+        return make_windows(scaled, idx, window), ds.labels[idx].astype(np.float32)
+
+    x_train, y_train = xy("train")
+    x_val, y_val = xy("validation")
+    x_test, y_test = xy("test")
+    log.info("windows: train %d, validation %d, test %d", len(x_train), len(x_val), len(x_test))
+
+    seed_everything(int(t["seed"]))
+    model = build_lstm_classifier(
+        window, len(feature_set), m["units"], m["dropout"], m["activation"], m["learning_rate"]
+    )
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=int(t["patience"]), restore_best_weights=True
+        ),
+        EpochProgress(int(t["epochs"])),
+    ]
+    weights = _class_weights(y_train.astype(int)) if t["class_weights"] else None
+    history = model.fit(
+        x_train, y_train,
+        validation_data=(x_val, y_val),
+        epochs=int(t["epochs"]),
+        batch_size=int(t["batch_size"]),
+        shuffle=False,  # no shuffling across time
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    losses = history.history["val_loss"]
+    artifact = Artifact(model=model, metadata={})
+    artifact.metadata = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kind": "lstm_direction",
+        "features": feature_set.to_dict(),
+        "window": window,
+        "n_features": len(feature_set),
+        "warmup_bars": feature_set.lookback + window - 1,
+        "scaler": scaler.to_dict(),
+        "label": {"kind": "direction", "horizon": 1, "definition": DIRECTION_DEFINITION},
+        "model": {k: m[k] for k in ("units", "dropout", "activation", "learning_rate")},
+        "training": {
+            "epochs": int(t["epochs"]),
+            "epochs_run": len(losses),
+            "best_epoch": int(np.argmin(losses)) + 1,
+            "best_val_loss": float(np.min(losses)),
+            "batch_size": int(t["batch_size"]),
+            "class_weights": weights,
+            "seed": int(t["seed"]),
+            "samples": {s: int(len(ds.ends[s])) for s in SPLITS},
+        },
+        "periods": {s: list(ds.period(s)) for s in SPLITS},
+        "data": data_info,
+        "versions": library_versions(),
+    }
+    predict = artifact.batch_predictor
+    p_val, p_test = predict(x_val), predict(x_test)
+    artifact.metadata["metrics"] = {
+        "validation": classification_metrics(y_val, p_val),
+        "test": classification_metrics(y_test, p_test),
+    }
+    return TrainResult(artifact, ds.ends["test"], y_test.astype(int), p_test, ds)

@@ -1,0 +1,1 @@
+"""pyfolio analytics and the report writer: run files in, report out."""

@@ -1,0 +1,1 @@
+"""Backtrader strategies that turn predictions into orders."""
