@@ -73,9 +73,7 @@ def _date_index(bars: pd.DataFrame, text: str, key: str, side: str) -> int:
     return idx if side == "left" else idx - 1
 
 
-def backtest_period(
-    bars: pd.DataFrame, cfg: Config, artifact: Artifact
-) -> tuple[int, int]:
+def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tuple[int, int]:
     """Row numbers of the first and last traded bar: by default the model's test period."""
     b = cfg["backtest"]
     start_text = b["start"] or artifact.metadata.get("periods", {}).get("test", [""])[0]
@@ -95,20 +93,25 @@ def backtest_period(
         if bars.index[first] <= fit_end:
             log.warning(
                 "the backtest starts %s, inside the model's training/validation periods "
-                "(until %s): results are in-sample", bars.index[first].date(), fit_end.date()
+                "(until %s): results are in-sample",
+                bars.index[first].date(),
+                fit_end.date(),
             )
     return first, last
 
 
-def run_experiment(cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None) -> RunResult:
+def run_experiment(
+    cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None
+) -> RunResult:
     """Run one experiment end to end and write the run files into ``out_dir``."""
     from kerastrader.models.training import train
 
     out_dir = Path(out_dir)
     bars, data_info = load_bars(cfg)
     symbol = cfg["data"]["symbol"]
-    log.info("%s: %d bars %s .. %s", data_info["path"], len(bars), data_info["first"],
-             data_info["last"])
+    log.info(
+        "%s: %d bars %s .. %s", data_info["path"], len(bars), data_info["first"], data_info["last"]
+    )
 
     if model_dir is not None:
         artifact = load_artifact(model_dir)

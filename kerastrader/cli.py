@@ -64,8 +64,13 @@ def run_backtest_command(args: argparse.Namespace) -> int:
     s, r = result.metrics["strategy"], result.metrics["run"]
     log.info(
         "%s .. %s: %d bars, %d trades, final value %.2f, annual return %s, Sharpe %s",
-        r["start"], r["end"], r["bars"], r["trades"], r["final_value"],
-        _pct(s.get("annual_return")), _num(s.get("sharpe_ratio")),
+        r["start"],
+        r["end"],
+        r["bars"],
+        r["trades"],
+        r["final_value"],
+        _pct(s.get("annual_return")),
+        _num(s.get("sharpe_ratio")),
     )
     print(f"Report: {out / 'report.html'}")
     return 0

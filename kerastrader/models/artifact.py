@@ -105,7 +105,9 @@ class Artifact:
         )
 
     def check_compatible(
-        self, feature_names: list[str] | None = None, window: int | None = None,
+        self,
+        feature_names: list[str] | None = None,
+        window: int | None = None,
         memory: int | None = None,
     ) -> None:
         """Fail with a clear message when the model does not fit the configured inputs."""
@@ -178,8 +180,9 @@ def load_artifact(path: str | Path) -> Artifact:
 
     path = Path(path)
     if not path.is_dir():
-        raise ModelMismatchError(f"{path}: not a model directory (expected {MODEL_FILE} + "
-                                 f"{METADATA_FILE})")
+        raise ModelMismatchError(
+            f"{path}: not a model directory (expected {MODEL_FILE} + {METADATA_FILE})"
+        )
     meta_file, model_file = path / METADATA_FILE, path / MODEL_FILE
     for f in (meta_file, model_file):
         if not f.is_file():
@@ -213,14 +216,17 @@ def load_artifact(path: str | Path) -> Artifact:
             f"{artifact.window} and {artifact.n_features} features {expected}"
         )
     if len(artifact.scaler.mean) != artifact.n_features:
-        raise ModelMismatchError(f"{meta_file}: scaler has {len(artifact.scaler.mean)} columns, "
-                                 f"features {artifact.n_features}")
+        raise ModelMismatchError(
+            f"{meta_file}: scaler has {len(artifact.scaler.mean)} columns, "
+            f"features {artifact.n_features}"
+        )
     onnx_file = path / ONNX_FILE
     if onnx_file.is_file():
         onnx = onnx_file.read_bytes()
         if recorded.get(ONNX_FILE) == sha256_bytes(onnx):
             artifact.onnx_bytes = onnx
         else:
-            log.warning("%s does not match %s; re-exporting from %s", onnx_file, METADATA_FILE,
-                        MODEL_FILE)
+            log.warning(
+                "%s does not match %s; re-exporting from %s", onnx_file, METADATA_FILE, MODEL_FILE
+            )
     return artifact

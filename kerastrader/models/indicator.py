@@ -66,8 +66,9 @@ class KerasIndicator(bt.Indicator):
         if end <= start:
             return
         lo = max(0, start - (self.features.lookback - 1) - (self.window - 1))
-        bars = {c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
-                for c in COLUMNS}
+        bars = {
+            c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64) for c in COLUMNS
+        }
         feats = self.features.compute(bars)
         ends = window_ends(~np.isnan(feats).any(axis=1), self.window)
         ends = ends[ends + lo >= start]
@@ -81,8 +82,9 @@ class KerasIndicator(bt.Indicator):
 
     # -- bar-by-bar pass -------------------------------------------------------------------
     def _recent(self, size: int) -> dict[str, np.ndarray]:
-        return {c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
-                for c in COLUMNS}
+        return {
+            c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64) for c in COLUMNS
+        }
 
     def next(self) -> None:
         if self._step is None:

@@ -27,7 +27,9 @@ def _signature(window: int, n_features: int) -> tuple[tf.TensorSpec]:
     return (tf.TensorSpec((None, window, n_features), tf.float32, name="x"),)
 
 
-def inference_function(model: keras.Model, window: int, n_features: int) -> tf.types.experimental.GenericFunction:
+def inference_function(
+    model: keras.Model, window: int, n_features: int
+) -> tf.types.experimental.GenericFunction:
     """The model's forward pass (training=False) traced once for any batch size."""
     return tf.function(
         lambda x: model(x, training=False), input_signature=_signature(window, n_features)

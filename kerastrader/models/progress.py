@@ -36,9 +36,7 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         logs = logs or {}
-        info = " ".join(
-            f"{k}={logs[k]:.4f}" for k in ("loss", "val_loss", "val_auc") if k in logs
-        )
+        info = " ".join(f"{k}={logs[k]:.4f}" for k in ("loss", "val_loss", "val_auc") if k in logs)
         self._progress.update(self._task, advance=1, info=info)
 
     def on_train_end(self, logs=None) -> None:

@@ -32,4 +32,6 @@ class FittedScaler:
 
     @classmethod
     def from_dict(cls, d: dict) -> FittedScaler:
-        return cls(mean=np.asarray(d["mean"], dtype=float), scale=np.asarray(d["scale"], dtype=float))
+        return cls(
+            mean=np.asarray(d["mean"], dtype=float), scale=np.asarray(d["scale"], dtype=float)
+        )

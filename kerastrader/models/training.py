@@ -55,7 +55,10 @@ def _boundary(dates: pd.DatetimeIndex, text: str, key: str) -> int:
 
 
 def split_dataset(
-    bars: pd.DataFrame, feature_set: FeatureSet, window: int, split: dict[str, Any],
+    bars: pd.DataFrame,
+    feature_set: FeatureSet,
+    window: int,
+    split: dict[str, Any],
     horizon: int = 1,
 ) -> Dataset:
     """Compute features and labels and assign every labelled window to one split."""
@@ -158,7 +161,8 @@ def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainRe
     ]
     weights = _class_weights(y_train.astype(int)) if t["class_weights"] else None
     history = model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         validation_data=(x_val, y_val),
         epochs=int(t["epochs"]),
         batch_size=int(t["batch_size"]),

@@ -1,0 +1,175 @@
+"""KerasIndicator against plain Backtrader and against the tutorial's model.predict() per bar.
+
+Run: ``.venv/bin/python benchmarks/bench_indicator.py`` (about two minutes). Everything is
+measured side by side in this one run, on the embedded ORCL 1995-2014 daily bars, with an
+LSTM(32) over windows of 30 bars. Prints ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import backtrader as bt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerastrader.config import default_config, embedded_data_path  # noqa: E402
+from kerastrader.feeds.btfeed import make_feed  # noqa: E402
+from kerastrader.feeds.loader import load_csv  # noqa: E402
+from kerastrader.models.indicator import KerasIndicator  # noqa: E402
+from kerastrader.models.training import train  # noqa: E402
+from kerastrader.strategies.signals import threshold_side  # noqa: E402
+
+
+class SignalStrategy(bt.Strategy):
+    """The same decision code driven by either signal."""
+
+    params = (("signal", "keras"), ("model", None))
+
+    def __init__(self):
+        if self.p.signal == "keras":
+            self.sig = KerasIndicator(self.data, model=self.p.model)
+        else:
+            sma = bt.ind.SMA(self.data.close, period=30)
+            self.sig = 0.5 + (self.data.close - sma) / self.data.close
+        self.side = 0
+
+    def next(self):
+        target = threshold_side(self.sig[0], self.side, 0.52, 0.48)
+        if target != self.side:
+            self.order_target_percent(target=0.95 * target)
+            self.side = target
+
+
+class NaiveStrategy(bt.Strategy):
+    """The tutorial approach: features for the window, then ``model.predict()`` in next()."""
+
+    params = (("model", None), ("bars", 300))
+
+    def __init__(self):
+        art = self.p.model
+        self.art = art
+        self.addminperiod(art.warmup)
+        self.side = 0
+        self.count = 0
+
+    def next(self):
+        art = self.art
+        size = art.feature_set.lookback + art.window - 1
+        bars = {
+            c: np.asarray(getattr(self.data, c).get(size=size))
+            for c in ("open", "high", "low", "close", "volume")
+        }
+        feats = art.scaler.transform(art.feature_set.compute(bars)[-art.window :])
+        p = float(art.model.predict(feats[None].astype(np.float32), verbose=0)[0, 0])
+        target = threshold_side(p, self.side, 0.52, 0.48)
+        if target != self.side:
+            self.order_target_percent(target=0.95 * target)
+            self.side = target
+        self.count += 1
+        if self.count >= self.p.bars:
+            self.env.runstop()
+
+
+def run(bars, runonce: bool, **params) -> tuple[float, bt.Strategy, int]:
+    cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
+    cerebro.adddata(make_feed(bars, "ORCL"), name="ORCL")
+    cerebro.broker.setcommission(commission=0.001)
+    cerebro.addstrategy(params.pop("strategy", SignalStrategy), **params)
+    t0 = time.perf_counter()
+    strat = cerebro.run()[0]
+    return time.perf_counter() - t0, strat, len(strat.data)
+
+
+def best_rate(repeats: int, bars, runonce: bool, **params) -> float:
+    rates = []
+    for _ in range(repeats):
+        seconds, _, n = run(bars, runonce, **dict(params))
+        rates.append(n / seconds)
+    return max(rates)
+
+
+class TimedStep:
+    def __init__(self, inner):
+        self.inner, self.times = inner, []
+
+    def __call__(self, x):
+        t0 = time.perf_counter()
+        out = self.inner(x)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--naive-bars", type=int, default=300)
+    args = ap.parse_args()
+
+    bars = load_csv(embedded_data_path())
+    cfg = default_config()
+    cfg["model"].update(window=30, units=[32], dropout=0.0)
+    cfg["training"].update(epochs=1)
+    art = train(bars, cfg, {}).artifact
+    n_feat = art.n_features
+    print(
+        f"\ndata: ORCL 1995-2014, {len(bars)} daily bars; model: LSTM(32), window 30, "
+        f"{n_feat} features, warm-up {art.warmup} bars; best of {args.repeats} runs\n"
+    )
+
+    # Warm both paths once (tracing, ONNX session) so that steady state is measured.
+    run(bars, True, signal="keras", model=art)
+    run(bars, False, signal="keras", model=art)
+
+    sma_once = best_rate(args.repeats, bars, True, signal="sma")
+    keras_once = best_rate(args.repeats, bars, True, signal="keras", model=art)
+    sma_next = best_rate(args.repeats, bars, False, signal="sma")
+    keras_next = best_rate(args.repeats, bars, False, signal="keras", model=art)
+
+    timed = TimedStep(art.step_predictor("onnx"))
+    real_step = art.step_predictor
+    art.step_predictor = lambda backend="onnx": timed
+    run(bars, False, signal="keras", model=art)
+    art.step_predictor = real_step
+    lat = np.array(timed.times) * 1e3
+
+    seconds, strat, _ = run(bars, False, strategy=NaiveStrategy, model=art, bars=args.naive_bars)
+    naive = strat.count / seconds
+
+    rows = [
+        ("vectorised pass (runonce=True)", "", ""),
+        ("  plain Backtrader, SMA signal", f"{sma_once:10,.0f} bars/s", ""),
+        (
+            "  KerasIndicator, one batched call",
+            f"{keras_once:10,.0f} bars/s",
+            f"{keras_once / sma_once:.2f} x plain   (target >= 0.80)",
+        ),
+        ("bar-by-bar pass (runonce=False, as live)", "", ""),
+        ("  plain Backtrader, SMA signal", f"{sma_next:10,.0f} bars/s", ""),
+        (
+            "  KerasIndicator, ONNX Runtime per bar",
+            f"{keras_next:10,.0f} bars/s",
+            f"{keras_next / sma_next:.2f} x plain   (target >= 0.50)",
+        ),
+        (
+            "  per-bar inference latency",
+            f"p50 {np.percentile(lat, 50):.3f} ms",
+            f"p99 {np.percentile(lat, 99):.3f} ms   (target p99 < 1 ms)",
+        ),
+        ("naive tutorial: model.predict() in next()", "", ""),
+        (
+            f"  {strat.count} bars",
+            f"{naive:10,.1f} bars/s",
+            f"ours bar-by-bar is {keras_next / naive:,.0f} x faster; vectorised "
+            f"{keras_once / naive:,.0f} x",
+        ),
+    ]
+    for name, a, b in rows:
+        print(f"{name:44s} {a:22s} {b}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Shared fixtures: real bars (the embedded ORCL file) and one tiny trained model per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/data, or a skip saying why (a fresh clone has no ../shared)."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (shared data is not part of a fresh clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def orcl() -> pd.DataFrame:
+    """The embedded ORCL 1995-2014 daily bars, read through the project's own loader."""
+    from kerastrader.config import embedded_data_path
+    from kerastrader.feeds.loader import load_csv
+
+    return load_csv(embedded_data_path())
+
+
+def tiny_config(**sections) -> dict:
+    """The default config shrunk for tests: a slice of ORCL, a 4-unit LSTM, two epochs."""
+    from kerastrader.config import default_config, validate
+
+    cfg = default_config()
+    cfg["model"].update(window=10, units=[4], dropout=0.0)
+    cfg["training"].update(epochs=2, batch_size=128, patience=1)
+    cfg["split"].update(train_end="2003-12-31", validation_end="2004-12-31")
+    cfg["report"].update(figures=False)
+    for section, values in sections.items():
+        cfg[section].update(values)
+    validate(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def orcl_slice(orcl: pd.DataFrame) -> pd.DataFrame:
+    """ORCL 2000-2006: enough for train (2000-2003), validation (2004) and test (2005-2006)."""
+    sliced = orcl.loc["2000-01-01":"2006-12-31"].copy()
+    sliced.attrs.update(orcl.attrs)
+    return sliced
+
+
+@pytest.fixture(scope="session")
+def trained(orcl_slice: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny LSTM trained once per session, saved, and loaded back from disk."""
+    from kerastrader.models.artifact import load_artifact, save_artifact
+    from kerastrader.models.training import train
+
+    result = train(orcl_slice, tiny_config(), {"sha256": orcl_slice.attrs.get("sha256")})
+    path = save_artifact(result.artifact, tmp_path_factory.mktemp("artifact") / "model")
+    result.loaded = load_artifact(path)
+    return result
+
+
+def random_walk_bars(n: int, seed: int = 0, start: str = "2000-01-03") -> pd.DataFrame:
+    """Generated daily bars with valid OHLC invariants and positive volume."""
+    rng = np.random.default_rng(seed)
+    close = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.015, n)))
+    open_ = close * np.exp(rng.normal(0, 0.005, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.006, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.006, n)))
+    volume = rng.integers(1_000_000, 5_000_000, n).astype(float)
+    index = pd.bdate_range(start, periods=n, name="datetime")
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
+    )
