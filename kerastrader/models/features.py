@@ -21,11 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import talib
-from numpy.lib.stride_tricks import sliding_window_view
+from talib import (
+    _ta_lib as ta,
+)  # the functions without talib's pandas/polars wrapper (~3 us a call)
 
 from kerastrader.errors import ConfigError
 
@@ -42,11 +44,11 @@ def _logret(b: Bars, n: int) -> np.ndarray:
 
 def _rsi(b: Bars, n: int) -> np.ndarray:
     # Scaled to [-1, 1] so that the network sees values of the same order as the others.
-    return talib.RSI(b["close"], timeperiod=n) / 50.0 - 1.0
+    return ta.RSI(b["close"], timeperiod=n) / 50.0 - 1.0
 
 
 def _bbp(b: Bars, n: int) -> np.ndarray:
-    upper, _, lower = talib.BBANDS(b["close"], timeperiod=n, nbdevup=2.0, nbdevdn=2.0)
+    upper, _, lower = ta.BBANDS(b["close"], timeperiod=n, nbdevup=2.0, nbdevdn=2.0)
     width = upper - lower
     with np.errstate(divide="ignore", invalid="ignore"):
         pct = (b["close"] - lower) / width
@@ -55,34 +57,29 @@ def _bbp(b: Bars, n: int) -> np.ndarray:
 
 def _atr(b: Bars, n: int) -> np.ndarray:
     # Normalised by the close: a volatility, comparable across price levels.
-    return talib.ATR(b["high"], b["low"], b["close"], timeperiod=n) / b["close"]
+    return ta.ATR(b["high"], b["low"], b["close"], timeperiod=n) / b["close"]
 
 
 def _rvol(b: Bars, n: int) -> np.ndarray:
     r = _logret(b, 1)
-    return talib.STDDEV(r, timeperiod=n, nbdev=1.0) * np.sqrt(n / (n - 1.0))
+    return ta.STDDEV(r, timeperiod=n, nbdev=1.0) * np.sqrt(n / (n - 1.0))
 
 
 def _sma_dist(b: Bars, n: int) -> np.ndarray:
-    return b["close"] / talib.SMA(b["close"], timeperiod=n) - 1.0
+    return b["close"] / ta.SMA(b["close"], timeperiod=n) - 1.0
 
 
 def _ema_dist(b: Bars, n: int) -> np.ndarray:
-    return b["close"] / talib.EMA(b["close"], timeperiod=n) - 1.0
+    return b["close"] / ta.EMA(b["close"], timeperiod=n) - 1.0
 
 
 def _volume_z(b: Bars, n: int) -> np.ndarray:
     v = b["volume"]
-    out = np.full(len(v), np.nan)
-    if len(v) >= n:
-        w = sliding_window_view(v, n)
-        mean = w.mean(axis=1)
-        std = w.std(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (v[n - 1 :] - mean) / std
-        # A constant volume (an index with no volume data) carries no information: 0, not NaN.
-        out[n - 1 :] = np.where(std > 0, z, 0.0)
-    return out
+    std = ta.STDDEV(v, timeperiod=n, nbdev=1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (v - ta.SMA(v, timeperiod=n)) / std
+    # A constant volume (an index with no volume data) carries no information: 0, not NaN.
+    return np.where(std > 0, z, np.where(np.isnan(std), np.nan, 0.0))
 
 
 @dataclass(frozen=True)
@@ -117,11 +114,11 @@ class Feature:
     period: int
     memory: int
 
-    @property
+    @cached_property
     def spec(self) -> _Kind:
         return KINDS[self.kind]
 
-    @property
+    @cached_property
     def lookback(self) -> int:
         """Bars from which one value is computed (the value at t uses bars t-lookback+1..t)."""
         if self.spec.recursive:
@@ -147,8 +144,9 @@ class Feature:
         m = self.lookback
         if len(bars["close"]) < m:
             return float("nan")
-        window = {k: v[-m:] for k, v in bars.items()}
-        return float(self.spec.fn(window, self.period)[-1])
+        if len(bars["close"]) > m:
+            bars = {k: v[-m:] for k, v in bars.items()}
+        return float(self.spec.fn(bars, self.period)[-1])
 
 
 def parse_feature(name: str, memory: int) -> Feature:

@@ -73,16 +73,22 @@ def split_dataset(
             f"need {feature_set.lookback} and the window {window}"
         )
     if split["train_end"]:
-        last_train = _boundary(dates, split["train_end"], "train_end")
-        last_val = _boundary(dates, split["validation_end"], "validation_end")
         if not split["validation_end"]:
             raise ConfigError("split.validation_end is required when split.train_end is set")
+        last_train = _boundary(dates, split["train_end"], "train_end")
+        last_val = _boundary(dates, split["validation_end"], "validation_end")
+        if pd.Timestamp(split["validation_end"]) <= pd.Timestamp(split["train_end"]):
+            raise ConfigError("split: validation_end must come after train_end")
     else:
         n = len(ends)
-        last_train = int(ends[int(n * split["train_fraction"]) - 1])
-        last_val = int(ends[int(n * (split["train_fraction"] + split["validation_fraction"])) - 1])
-    if last_val <= last_train:
-        raise ConfigError("split: the validation period must end after the training period")
+        fractions = split["train_fraction"], split["validation_fraction"]
+        if min(fractions) <= 0 or sum(fractions) >= 1:
+            raise ConfigError(
+                "split: train_fraction and validation_fraction must be positive "
+                "and leave a test period (sum below 1)"
+            )
+        last_train = int(ends[int(n * fractions[0]) - 1])
+        last_val = int(ends[int(n * sum(fractions)) - 1])
     out = {
         # Purge: a label at t uses Close[t + horizon], which must lie in the same period.
         "train": ends[ends + horizon <= last_train],
