@@ -1,0 +1,179 @@
+"""Figures as PNG bytes: pyfolio's tear sheets, the equity curve, and model diagnostics.
+
+The Agg backend is selected before pyplot (or Backtrader's plotting, which forces TkAgg) is
+imported, so reports render on a machine without a display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def png(fig: plt.Figure, dpi: int = 80) -> bytes:
+    """Render and close: a report never leaks open figures."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def captured_pyfolio_tables() -> Iterator[list[str]]:
+    """Collect the tables pyfolio sends to IPython's ``display`` as HTML strings.
+
+    pyfolio renders tables with ``IPython.display.display(HTML(...))``; outside a notebook
+    that prints ``<IPython.core.display.HTML object>``. pyfolio offers no hook, so for the
+    duration of the block its modules' ``display`` name points to a collector instead.
+    """
+    import pyfolio.tears
+    import pyfolio.utils
+
+    tables: list[str] = []
+
+    def collect(*objs, **_kwargs) -> None:
+        for obj in objs:
+            data = getattr(obj, "data", obj)
+            if isinstance(data, str) and data.lstrip().startswith("<"):
+                tables.append(data)
+            elif isinstance(data, str):
+                tables.append(f"<p>{data}</p>")
+
+    saved = {m: m.display for m in (pyfolio.utils, pyfolio.tears)}
+    try:
+        for module in saved:
+            module.display = collect
+        yield tables
+    finally:
+        for module, original in saved.items():
+            module.display = original
+
+
+def pyfolio_figures(
+    returns: pd.Series,
+    benchmark: pd.Series,
+    positions: pd.DataFrame,
+    transactions: pd.DataFrame,
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """pyfolio's returns, positions, transactions and round-trip tear sheets, and its tables."""
+    import pyfolio
+
+    figures: list[tuple[str, bytes]] = []
+    has_txns = len(transactions) > 0
+    txns = transactions if has_txns else None
+    sheets = [
+        (
+            "Returns tear sheet",
+            lambda: pyfolio.create_returns_tear_sheet(
+                returns,
+                positions=positions,
+                transactions=txns,
+                benchmark_rets=benchmark,
+                return_fig=True,
+            ),
+        ),
+        (
+            "Positions tear sheet",
+            lambda: pyfolio.create_position_tear_sheet(
+                returns, positions, transactions=txns, return_fig=True
+            ),
+        ),
+    ]
+    if has_txns:
+        sheets.append(
+            (
+                "Transactions tear sheet",
+                lambda: pyfolio.create_txn_tear_sheet(
+                    returns, positions, transactions, return_fig=True
+                ),
+            )
+        )
+        sheets.append(
+            (
+                "Round trips tear sheet",
+                lambda: pyfolio.create_round_trip_tear_sheet(
+                    returns, positions, transactions, return_fig=True
+                ),
+            )
+        )
+    with captured_pyfolio_tables() as tables, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for title, make in sheets:
+            try:
+                fig = make()
+            except Exception as exc:  # pyfolio raises on degenerate inputs (no round trips...)
+                log.info("pyfolio %s skipped: %s", title.lower(), exc)
+                plt.close("all")
+                continue
+            if fig is not None:
+                figures.append((title, png(fig, dpi=60)))
+            plt.close("all")
+    return figures, tables
+
+
+def equity_figure(returns: pd.Series, benchmark: pd.Series) -> bytes:
+    fig, (ax1, ax2) = plt.subplots(
+        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    strat = (1 + returns).cumprod()
+    bench = (1 + benchmark.reindex(returns.index).fillna(0.0)).cumprod()
+    ax1.plot(strat.index, strat.to_numpy(), label="strategy", color="#1f5fa8")
+    ax1.plot(bench.index, bench.to_numpy(), label="buy and hold", color="#999999")
+    ax1.set_ylabel("growth of 1")
+    ax1.legend(loc="upper left")
+    ax1.grid(alpha=0.3)
+    for series, color in ((strat, "#1f5fa8"), (bench, "#999999")):
+        dd = series / series.cummax() - 1
+        ax2.fill_between(dd.index, dd.to_numpy(), 0, color=color, alpha=0.4)
+    ax2.set_ylabel("drawdown")
+    ax2.grid(alpha=0.3)
+    return png(fig)
+
+
+def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, bytes]]:
+    """ROC curve, confusion matrix and the distribution of predicted probabilities."""
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    out = []
+    y_true = np.asarray(y_true, dtype=int)
+    y_prob = np.asarray(y_prob, dtype=float)
+    if len(np.unique(y_true)) == 2:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="model")
+        ax.plot([0, 1], [0, 1], "--", color="#999999", label="chance")
+        ax.legend(loc="lower right")
+        out.append(("ROC curve", png(fig)))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        (y_prob > 0.5).astype(int),
+        labels=[0, 1],
+        display_labels=["down/flat", "up"],
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
+    )
+    out.append(("Confusion matrix (threshold 0.5)", png(fig)))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(min(y_prob.min(), 0.4), max(y_prob.max(), 0.6), 41)
+    ax.hist(y_prob[y_true == 1], bins=bins, alpha=0.6, label="next bar up")
+    ax.hist(y_prob[y_true == 0], bins=bins, alpha=0.6, label="next bar down/flat")
+    ax.set_xlabel("predicted probability of up")
+    ax.legend()
+    out.append(("Predicted probabilities", png(fig)))
+    return out

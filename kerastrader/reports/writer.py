@@ -1,0 +1,132 @@
+"""Run files in, report out: the one entry point that writes a run's results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kerastrader.reports.stats import benchmark_stats, json_number, strategy_stats
+
+log = logging.getLogger(__name__)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write beside the target and rename: a failure never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _date_strings(index: pd.DatetimeIndex) -> list[str]:
+    daily = (index == index.normalize()).all()
+    return list(index.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S%z"))
+
+
+def _frame_csv(frame: pd.DataFrame) -> str:
+    out = frame.copy()
+    out.index = pd.Index(_date_strings(pd.DatetimeIndex(frame.index)), name="date")
+    return out.to_csv(float_format="%.10g")
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, bool | str) or obj is None:
+        return obj
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    return json_number(obj)
+
+
+def write_run_files(
+    out_dir: Path,
+    *,
+    returns: pd.Series,
+    benchmark: pd.Series,
+    positions: pd.DataFrame,
+    transactions: pd.DataFrame,
+    trades: int,
+    start_value: float,
+    model: dict | None,
+    y_true: np.ndarray | None,
+    y_prob: np.ndarray | None,
+    config_toml: str,
+    title: str,
+    symbol: str,
+    figures: bool = True,
+    extra_run: dict | None = None,
+) -> dict:
+    """Write report.html, metrics.json, returns/positions/transactions CSVs and config.toml."""
+    from kerastrader.models.artifact import library_versions
+    from kerastrader.reports import figures as figs
+    from kerastrader.reports.html import render
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    benchmark = benchmark.reindex(returns.index).fillna(0.0).rename("benchmark")
+    final_value = float(start_value * np.prod(1.0 + returns.to_numpy()))
+    metrics = {
+        "strategy": strategy_stats(returns, benchmark, positions, transactions),
+        "benchmark": benchmark_stats(benchmark),
+        "model": model,
+        "run": {
+            "start": _date_strings(returns.index[:1])[0] if len(returns) else None,
+            "end": _date_strings(returns.index[-1:])[0] if len(returns) else None,
+            "bars": int(len(returns)),
+            "trades": int(trades),
+            "fills": int(len(transactions)),
+            "start_value": float(start_value),
+            "final_value": final_value,
+            **(extra_run or {}),
+        },
+    }
+    metrics = _clean(metrics)
+
+    returns_csv = pd.DataFrame(
+        {
+            "date": _date_strings(returns.index),
+            "strategy": returns.to_numpy(),
+            "benchmark": benchmark.to_numpy(),
+        }
+    ).to_csv(index=False, float_format="%.12g")
+    _atomic_write(out_dir / "returns.csv", returns_csv)
+    _atomic_write(out_dir / "positions.csv", _frame_csv(positions))
+    _atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
+    _atomic_write(out_dir / "config.toml", config_toml)
+    _atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+
+    equity = figs.equity_figure(returns, benchmark) if len(returns) > 1 else None
+    model_pngs = figs.model_figures(y_true, y_prob) if y_true is not None and len(y_true) else []
+    pf_pngs: list = []
+    pf_tables: list[str] = []
+    if figures and len(returns) > 1:
+        pf_pngs, pf_tables = figs.pyfolio_figures(returns, benchmark, positions, transactions)
+    page = render(
+        title=title,
+        symbol=symbol,
+        metrics=metrics,
+        equity_png=equity,
+        model_pngs=model_pngs,
+        pyfolio_pngs=pf_pngs,
+        pyfolio_tables=pf_tables,
+        transactions=transactions,
+        config_toml=config_toml,
+        versions=library_versions(),
+    )
+    _atomic_write(out_dir / "report.html", page)
+    log.info("report written to %s", out_dir / "report.html")
+    return metrics
