@@ -47,7 +47,7 @@ class SignalStrategy(bt.Strategy):
 class NaiveStrategy(bt.Strategy):
     """The tutorial approach: features for the window, then ``model.predict()`` in next()."""
 
-    params = (("model", None), ("bars", 300))
+    params = (("model", None), ("limit", 300))
 
     def __init__(self):
         art = self.p.model
@@ -59,6 +59,8 @@ class NaiveStrategy(bt.Strategy):
     def next(self):
         art = self.art
         size = art.feature_set.lookback + art.window - 1
+        if len(self.data) < size:
+            return
         bars = {
             c: np.asarray(getattr(self.data, c).get(size=size))
             for c in ("open", "high", "low", "close", "volume")
@@ -70,7 +72,7 @@ class NaiveStrategy(bt.Strategy):
             self.order_target_percent(target=0.95 * target)
             self.side = target
         self.count += 1
-        if self.count >= self.p.bars:
+        if self.count >= self.p.limit:
             self.env.runstop()
 
 
@@ -136,7 +138,7 @@ def main() -> None:
     art.step_predictor = real_step
     lat = np.array(timed.times) * 1e3
 
-    seconds, strat, _ = run(bars, False, strategy=NaiveStrategy, model=art, bars=args.naive_bars)
+    seconds, strat, _ = run(bars, False, strategy=NaiveStrategy, model=art, limit=args.naive_bars)
     naive = strat.count / seconds
 
     rows = [

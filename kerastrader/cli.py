@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -21,10 +22,25 @@ EXIT_USER_ERROR = 2
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ logging (oneDNN notices, absl warnings, tf.data attribute notices) is
-    # noise for a user; Python-level errors still raise.
+    """Import TensorFlow without its C++ start-up chatter on the user's terminal.
+
+    The oneDNN and CUDA notices are printed before absl logging is initialised, so no
+    environment variable silences them; stderr's file descriptor is pointed at /dev/null for
+    the import only. Python exceptions still propagate, and later TF errors still show.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    warnings.filterwarnings("ignore", message='Module "zipline.assets" not found')
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:

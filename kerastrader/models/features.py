@@ -85,6 +85,7 @@ def _volume_z(b: Bars, n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Kind:
     fn: Callable[[Bars, int], np.ndarray]
+    columns: tuple[str, ...]
     recursive: bool
     min_period: int
     bars_needed: Callable[[int], int]  # bars for one valid value (non-recursive kinds)
@@ -92,14 +93,14 @@ class _Kind:
 
 
 KINDS: dict[str, _Kind] = {
-    "logret": _Kind(_logret, False, 1, lambda n: n + 1, "log(Close[t] / Close[t-n])"),
-    "rsi": _Kind(_rsi, True, 2, lambda n: n + 1, "TA-Lib RSI(n) / 50 - 1"),
-    "bbp": _Kind(_bbp, False, 2, lambda n: n, "Bollinger %B, SMA(n) +/- 2 std"),
-    "atr": _Kind(_atr, True, 1, lambda n: n + 1, "TA-Lib ATR(n) / Close"),
-    "rvol": _Kind(_rvol, False, 2, lambda n: n + 1, "std of n one-bar log returns"),
-    "sma_dist": _Kind(_sma_dist, False, 1, lambda n: n, "Close / SMA(n) - 1"),
-    "ema_dist": _Kind(_ema_dist, True, 2, lambda n: n, "Close / EMA(n) - 1"),
-    "volume_z": _Kind(_volume_z, False, 2, lambda n: n, "volume z-score over n bars"),
+    "logret": _Kind(_logret, ("close",), False, 1, lambda n: n + 1, "log(Close[t] / Close[t-n])"),
+    "rsi": _Kind(_rsi, ("close",), True, 2, lambda n: n + 1, "TA-Lib RSI(n) / 50 - 1"),
+    "bbp": _Kind(_bbp, ("close",), False, 2, lambda n: n, "Bollinger %B, SMA(n) +/- 2 std"),
+    "atr": _Kind(_atr, ("high", "low", "close"), True, 1, lambda n: n + 1, "TA-Lib ATR(n) / Close"),
+    "rvol": _Kind(_rvol, ("close",), False, 2, lambda n: n + 1, "std of n one-bar log returns"),
+    "sma_dist": _Kind(_sma_dist, ("close",), False, 1, lambda n: n, "Close / SMA(n) - 1"),
+    "ema_dist": _Kind(_ema_dist, ("close",), True, 2, lambda n: n, "Close / EMA(n) - 1"),
+    "volume_z": _Kind(_volume_z, ("volume",), False, 2, lambda n: n, "volume z-score over n bars"),
 }
 
 _NAME = re.compile(r"^(?P<kind>[a-z_]+?)_(?P<period>\d+)$")
@@ -133,10 +134,10 @@ class Feature:
             out[: min(n, self.lookback - 1)] = np.nan
             return out
         out = np.full(n, np.nan)
-        m = self.lookback
+        m, fn, period = self.lookback, self.spec.fn, self.period
+        cols = self.spec.columns
         for t in range(m - 1, n):
-            window = {k: v[t - m + 1 : t + 1] for k, v in bars.items()}
-            out[t] = self.spec.fn(window, self.period)[-1]
+            out[t] = fn({k: bars[k][t - m + 1 : t + 1] for k in cols}, period)[-1]
         return out
 
     def compute_last(self, bars: Bars) -> float:
@@ -144,9 +145,7 @@ class Feature:
         m = self.lookback
         if len(bars["close"]) < m:
             return float("nan")
-        if len(bars["close"]) > m:
-            bars = {k: v[-m:] for k, v in bars.items()}
-        return float(self.spec.fn(bars, self.period)[-1])
+        return float(self.spec.fn({k: bars[k][-m:] for k in self.spec.columns}, self.period)[-1])
 
 
 def parse_feature(name: str, memory: int) -> Feature:

@@ -178,6 +178,13 @@ def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainRe
         verbose=0,
     )
     losses = history.history["val_loss"]
+    log.info(
+        "trained %d of %d epochs; best validation loss %.4f at epoch %d (weights restored)",
+        len(losses),
+        int(t["epochs"]),
+        float(np.min(losses)),
+        int(np.argmin(losses)) + 1,
+    )
     artifact = Artifact(model=model, metadata={})
     artifact.metadata = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

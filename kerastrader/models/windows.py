@@ -29,5 +29,7 @@ def make_windows(features: np.ndarray, ends: np.ndarray, window: int) -> np.ndar
     ends = np.asarray(ends, dtype=int)
     if len(ends) and (ends.min() < window - 1 or ends.max() >= len(features)):
         raise IndexError("a window end lies outside the feature rows")
-    view = sliding_window_view(features, (window, features.shape[1]))[:, 0]
-    return np.ascontiguousarray(view[ends - window + 1], dtype=np.float32)
+    # Cast once, then gather: half the memory traffic of gathering float64 and casting.
+    rows = np.asarray(features, dtype=np.float32)
+    view = sliding_window_view(rows, (window, rows.shape[1]))[:, 0]
+    return view[ends - window + 1]

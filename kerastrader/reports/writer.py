@@ -15,6 +15,8 @@ import pandas as pd
 from kerastrader.reports.stats import benchmark_stats, json_number, strategy_stats
 
 log = logging.getLogger(__name__)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -23,6 +25,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
