@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +28,6 @@ def _quiet_tensorflow() -> None:
     the import only. Python exceptions still propagate, and later TF errors still show.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", message='Module "zipline.assets" not found')
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()

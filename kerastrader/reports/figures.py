@@ -41,9 +41,9 @@ def captured_pyfolio_tables() -> Iterator[list[str]]:
     that prints ``<IPython.core.display.HTML object>``. pyfolio offers no hook, so for the
     duration of the block its modules' ``display`` name points to a collector instead.
     """
-    import pyfolio.tears
-    import pyfolio.utils
+    from kerastrader.reports.stats import import_pyfolio
 
+    pyfolio = import_pyfolio()
     tables: list[str] = []
 
     def collect(*objs, **_kwargs) -> None:
@@ -71,7 +71,9 @@ def pyfolio_figures(
     transactions: pd.DataFrame,
 ) -> tuple[list[tuple[str, bytes]], list[str]]:
     """pyfolio's returns, positions, transactions and round-trip tear sheets, and its tables."""
-    import pyfolio
+    from kerastrader.reports.stats import import_pyfolio
+
+    pyfolio = import_pyfolio()
 
     figures: list[tuple[str, bytes]] = []
     has_txns = len(transactions) > 0

@@ -24,8 +24,17 @@ def json_number(x: object) -> float | int | None:
     return f if math.isfinite(f) else None
 
 
+def import_pyfolio():
+    """pyfolio, without its import-time warning that zipline (which we do not use) is absent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message='Module "zipline.assets" not found')
+        import pyfolio
+        import pyfolio.pos  # noqa: F401  (the module that warns)
+    return pyfolio
+
+
 def _perf_stats(returns: pd.Series, **kwargs) -> dict[str, float | None]:
-    from pyfolio import timeseries
+    timeseries = import_pyfolio().timeseries
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
