@@ -25,13 +25,28 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from talib import (
-    _ta_lib as ta,
-)  # the functions without talib's pandas/polars wrapper (~3 us a call)
+import talib
 
 from kerastrader.errors import ConfigError
 
 Bars = Mapping[str, np.ndarray]
+
+
+class _TaLib:
+    """TA-Lib's functions without the pandas/polars wrapper ``talib`` puts around each.
+
+    The wrapper inspects every argument for Series types, about 3 us a call: a third of the
+    bar-by-bar feature cost. We pass float64 arrays only, so the wrapped C function is used.
+    """
+
+    def __getattr__(self, name: str):
+        fn = getattr(talib, name)
+        fn = getattr(fn, "__wrapped__", fn)
+        setattr(self, name, fn)
+        return fn
+
+
+ta = _TaLib()
 COLUMNS = ("open", "high", "low", "close", "volume")
 
 
@@ -128,7 +143,7 @@ class Feature:
 
     def compute(self, bars: Bars) -> np.ndarray:
         """Full-history path: one value per bar, NaN before ``lookback`` bars exist."""
-        n = len(bars["close"])
+        n = len(next(iter(bars.values())))
         if not self.spec.recursive:
             out = np.asarray(self.spec.fn(bars, self.period), dtype=float)
             out[: min(n, self.lookback - 1)] = np.nan
@@ -143,7 +158,7 @@ class Feature:
     def compute_last(self, bars: Bars) -> float:
         """Bar-by-bar path: the value at the last bar, from the trailing ``lookback`` bars."""
         m = self.lookback
-        if len(bars["close"]) < m:
+        if len(bars[self.spec.columns[0]]) < m:
             return float("nan")
         return float(self.spec.fn({k: bars[k][-m:] for k in self.spec.columns}, self.period)[-1])
 
@@ -160,9 +175,9 @@ def parse_feature(name: str, memory: int) -> Feature:
     return Feature(name=name, kind=kind, period=period, memory=memory)
 
 
-def as_arrays(bars: pd.DataFrame | Bars) -> dict[str, np.ndarray]:
+def as_arrays(bars: pd.DataFrame | Bars, columns: Sequence[str] = COLUMNS) -> dict[str, np.ndarray]:
     """OHLCV columns as contiguous float64 arrays (TA-Lib requires float64)."""
-    return {c: np.ascontiguousarray(bars[c], dtype=np.float64) for c in COLUMNS}
+    return {c: np.ascontiguousarray(bars[c], dtype=np.float64) for c in columns}
 
 
 class FeatureSet:
@@ -179,13 +194,15 @@ class FeatureSet:
         self.memory = int(memory)
         self.features = [parse_feature(n, self.memory) for n in self.names]
         self.lookback = max(f.lookback for f in self.features)
+        used = {c for f in self.features for c in f.spec.columns}
+        self.columns = tuple(c for c in COLUMNS if c in used)  # what the bar-by-bar path reads
 
     def __len__(self) -> int:
         return len(self.features)
 
     def compute(self, bars: pd.DataFrame | Bars) -> np.ndarray:
         """Full-history path: an (n_bars, n_features) matrix, NaN rows during the look-back."""
-        arrays = as_arrays(bars)
+        arrays = as_arrays(bars, self.columns)
         out = np.column_stack([f.compute(arrays) for f in self.features])
         out[: self.lookback - 1] = np.nan
         return out
@@ -196,8 +213,8 @@ class FeatureSet:
 
     def compute_last(self, bars: Bars) -> np.ndarray:
         """Bar-by-bar path: the feature row of the last bar, from the trailing look-back."""
-        arrays = {c: np.asarray(bars[c], dtype=np.float64)[-self.lookback :] for c in COLUMNS}
-        if len(arrays["close"]) < self.lookback:
+        arrays = {c: np.asarray(bars[c], dtype=np.float64)[-self.lookback :] for c in self.columns}
+        if len(next(iter(arrays.values()))) < self.lookback:
             return np.full(len(self.features), np.nan)
         return np.array([f.compute_last(arrays) for f in self.features])
 

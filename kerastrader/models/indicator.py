@@ -29,7 +29,6 @@ import backtrader as bt
 import numpy as np
 
 from kerastrader.models.artifact import Artifact, load_artifact
-from kerastrader.models.features import COLUMNS
 from kerastrader.models.windows import make_windows, window_ends
 
 
@@ -67,7 +66,8 @@ class KerasIndicator(bt.Indicator):
             return
         lo = max(0, start - (self.features.lookback - 1) - (self.window - 1))
         bars = {
-            c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64) for c in COLUMNS
+            c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
+            for c in self.features.columns
         }
         feats = self.features.compute(bars)
         ends = window_ends(~np.isnan(feats).any(axis=1), self.window)
@@ -83,7 +83,8 @@ class KerasIndicator(bt.Indicator):
     # -- bar-by-bar pass -------------------------------------------------------------------
     def _recent(self, size: int) -> dict[str, np.ndarray]:
         return {
-            c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64) for c in COLUMNS
+            c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
+            for c in self.features.columns
         }
 
     def next(self) -> None:
