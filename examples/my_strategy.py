@@ -17,15 +17,20 @@ from kerastrader.feeds.loader import load_csv
 
 
 class MyStrategy(bt.Strategy):
-    params = (("model", None),)
+    params = (("model", None), ("enter", 0.5), ("exit", 0.48))
 
     def __init__(self):
         self.p_up = KerasIndicator(self.data, model=self.p.model)
+        self.fills = 0
+
+    def notify_order(self, order):
+        if order.status == order.Completed:
+            self.fills += 1
 
     def next(self):
-        if self.p_up[0] > 0.55 and not self.position:
+        if self.p_up[0] > self.p.enter and not self.position:
             self.order_target_percent(target=0.9)
-        elif self.p_up[0] < 0.45 and self.position:
+        elif self.p_up[0] < self.p.exit and self.position:
             self.close()
 
 
@@ -35,8 +40,8 @@ def main(model_dir: str) -> None:
     cerebro.adddata(make_feed(bars, "ORCL"), name="ORCL")
     cerebro.broker.setcommission(commission=0.001)
     cerebro.addstrategy(MyStrategy, model=model_dir)
-    cerebro.run()
-    print(f"final value: {cerebro.broker.getvalue():,.2f}")
+    strategy = cerebro.run()[0]
+    print(f"{strategy.fills} fills, final value {cerebro.broker.getvalue():,.2f}")
 
 
 if __name__ == "__main__":
