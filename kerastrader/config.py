@@ -89,6 +89,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         _merge(cfg, user, str(path))
+        data_path = user.get("data", {}).get("path")
+        if data_path and not Path(data_path).is_absolute():
+            # A path in a config file is relative to that file, wherever the command runs.
+            cfg["data"]["path"] = str((path.parent / data_path).resolve())
     for text in overrides or []:
         section, key, value = parse_override(text)
         if section not in cfg:

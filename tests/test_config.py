@@ -74,3 +74,10 @@ def test_override_values_are_toml_or_plain_strings():
 def test_resolved_config_round_trips_through_toml():
     cfg = default_config()
     assert tomllib.loads(dump_config(cfg)) == cfg
+
+
+def test_a_relative_data_path_in_a_config_file_is_relative_to_that_file(tmp_path):
+    (tmp_path / "exp").mkdir()
+    path = tmp_path / "exp" / "exp.toml"
+    path.write_text('[data]\npath = "../bars.csv"\n')
+    assert load_config(path)["data"]["path"] == str((tmp_path / "bars.csv").resolve())

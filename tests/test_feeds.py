@@ -264,3 +264,10 @@ def test_feed_carries_the_name_and_the_bars_into_backtrader(tmp_path):
     assert [s[0] for s in seen] == ["ORCL"] * 4
     assert [s[1] for s in seen] == [d.date() for d in bars.index]
     assert [s[2] for s in seen] == list(bars["close"])
+
+
+def test_an_intraday_file_with_a_time_column_says_why_dates_repeat(tmp_path):
+    rows = ["2006-01-02,09:05:00,10,11,9,10.5,0", "2006-01-02,09:10:00,10.5,11,10,10.8,0"]
+    path = write(tmp_path, rows, header="Date,Time,Open,High,Low,Close,Volume")
+    with pytest.raises(DataError, match=r"row 3: duplicate timestamp.*separate 'Time' column"):
+        load_csv(path)

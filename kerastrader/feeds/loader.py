@@ -222,7 +222,18 @@ def load_csv(
 
     dates = _parse_dates(raw["datetime"], date_format, source, lines)
     index = pd.DatetimeIndex(dates, name="datetime")
-    check_index(index, source, lines)
+    try:
+        check_index(index, source, lines)
+    except DataError as exc:
+        times = [c for c in columns if c.strip().lower() == "time"]
+        if times and "duplicate" in exc.problem:
+            raise DataError(
+                source,
+                f"{exc.problem}; the file has a separate {times[0]!r} column, which this "
+                "daily loader does not combine with the date",
+                exc.row,
+            ) from None
+        raise
 
     numeric = [c for c in (*CANONICAL, "adj_close") if c in raw.columns]
     values, gaps = _numbers(raw, numeric, source, lines)
