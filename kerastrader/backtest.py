@@ -73,8 +73,9 @@ def _date_index(bars: pd.DataFrame, text: str, key: str, side: str) -> int:
     return idx if side == "left" else idx - 1
 
 
-def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tuple[int, int]:
-    """Row numbers of the first and last traded bar: by default the model's test period."""
+def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tuple[int, int, bool]:
+    """Row numbers of the first and last traded bar (by default the model's test period), and
+    whether the period overlaps the data the model was fitted on (same file or symbol)."""
     b = cfg["backtest"]
     start_text = b["start"] or artifact.metadata.get("periods", {}).get("test", [""])[0]
     first = _date_index(bars, start_text, "start", "left") if start_text else 0
@@ -87,17 +88,22 @@ def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tupl
             f"{artifact.warmup}-bar warm-up in the data ({span})"
         )
     periods = artifact.metadata.get("periods", {})
-    same_data = artifact.metadata.get("data", {}).get("sha256") == bars.attrs.get("sha256")
+    trained_on = artifact.metadata.get("data", {})
+    same_data = trained_on.get("sha256") == bars.attrs.get("sha256") or (
+        trained_on.get("symbol") == cfg["data"]["symbol"]
+    )
+    in_sample = False
     if same_data and "validation" in periods:
         fit_end = pd.Timestamp(periods["validation"][1])
         if bars.index[first] <= fit_end:
+            in_sample = True
             log.warning(
                 "the backtest starts %s, inside the model's training/validation periods "
                 "(until %s): results are in-sample",
                 bars.index[first].date(),
                 fit_end.date(),
             )
-    return first, last
+    return first, last, in_sample
 
 
 def run_experiment(
@@ -124,7 +130,7 @@ def run_experiment(
         save_artifact(artifact, out_dir / "model")
         log.info("model saved to %s", out_dir / "model")
 
-    first, last = backtest_period(bars, cfg, artifact)
+    first, last, in_sample = backtest_period(bars, cfg, artifact)
     lo = max(0, first - artifact.warmup)
     window = bars.iloc[lo : last + 1]
     start = bars.index[first].date()
@@ -194,6 +200,7 @@ def run_experiment(
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
             "runonce": cfg["backtest"]["runonce"],
+            "in_sample": in_sample,
         },
     )
     return RunResult(out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=predictions)

@@ -217,3 +217,15 @@ def test_console_script_is_installed_and_offers_backtest():
     proc = subprocess.run([str(script), "backtest", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert "--model" in proc.stdout and "--set" in proc.stdout
+
+
+def test_an_in_sample_backtest_is_flagged_in_metrics_and_report(run_dir, slice_csv, tmp_path):
+    out, _ = run_dir
+    again = tmp_path / "insample"
+    args = ["--data", str(slice_csv), "--model", str(out / "model"), "--out", str(again)]
+    code = run_backtest_main([*args, "-q", *TINY, "--set", 'backtest.start="2004-01-02"'])
+    assert code == 0
+    assert json.loads((again / "metrics.json").read_text())["run"]["in_sample"] is True
+    assert "IN-SAMPLE" in (again / "report.html").read_text()
+    default = json.loads((out / "metrics.json").read_text())
+    assert default["run"]["in_sample"] is False

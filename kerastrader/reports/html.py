@@ -84,8 +84,14 @@ def render(
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='sub'>{html.escape(symbol)} &middot; {fmt(run['start'])} to "
-        f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; out-of-sample backtest "
-        f"with commission and slippage; orders fill at the next bar's open</p>",
+        f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; "
+        + (
+            "<strong>IN-SAMPLE: the period overlaps the model's training or validation data"
+            "</strong>"
+            if run.get("in_sample")
+            else "out-of-sample backtest"
+        )
+        + " with commission and slippage; orders fill at the next bar's open</p>",
         "<h2>Strategy against buy and hold</h2>",
     ]
     rows = [
