@@ -121,7 +121,7 @@ def run_experiment(
 
     if model_dir is not None:
         artifact = load_artifact(model_dir)
-        artifact.check_compatible(
+        artifact.check_compatible(  # the config must describe the model it loads
             cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
         )
     else:
@@ -131,8 +131,9 @@ def run_experiment(
         log.info("model saved to %s", out_dir / "model")
 
     first, last, in_sample = backtest_period(bars, cfg, artifact)
-    lo = max(0, first - artifact.warmup)
-    window = bars.iloc[lo : last + 1]
+    # The feed starts at the first bar of the data, so predictions.csv has a row for every bar
+    # (empty only during the warm-up); orders and returns start at the backtest period.
+    window = bars.iloc[: last + 1]
     start = bars.index[first].date()
 
     b = cfg["broker"]

@@ -145,9 +145,10 @@ def test_backtest_covers_the_model_test_period_only(run_dir):
     assert m["model"]["n_test"] == meta["metrics"]["test"]["n_test"]
 
 
-def test_predictions_have_one_row_per_bar_and_are_empty_during_warm_up(run_dir):
+def test_predictions_have_one_row_per_bar_and_are_empty_during_warm_up(run_dir, slice_csv):
     out, _ = run_dir
     preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == len(pd.read_csv(slice_csv))  # every bar of the data file
     meta = json.loads((out / "model" / "metadata.json").read_text())
     warmup = meta["warmup_bars"]
     assert preds["prediction"].iloc[: warmup - 1].isna().all()
@@ -203,6 +204,13 @@ def test_bad_bars_are_one_line_naming_file_and_row(capsys, tmp_path, slice_csv):
     bad.write_text("\n".join(lines) + "\n")
     line = _user_error(capsys, ["--data", str(bad)])
     assert "bad.csv" in line and "row 6" in line
+
+
+def test_a_model_that_does_not_fit_the_config_is_one_line_with_the_fix(capsys, run_dir):
+    out, _ = run_dir
+    line = _user_error(capsys, ["--model", str(out / "model")])
+    assert "trained with window 10, config has model.window = 30" in line
+    assert "config.toml" in line
 
 
 def test_missing_model_directory_is_one_line(capsys, tmp_path):

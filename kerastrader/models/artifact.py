@@ -62,6 +62,11 @@ def library_versions() -> dict[str, str]:
 class Artifact:
     """A loaded (or freshly trained) model with everything needed to feed it."""
 
+    HINT = (
+        "; run with the config the model was trained with (a run saves it as config.toml "
+        "next to model/) or change the config to match"
+    )
+
     model: Any  # keras.Model
     metadata: dict[str, Any]
     path: Path | None = None
@@ -125,16 +130,17 @@ class Artifact:
                 detail.append("same features in a different order")
             raise ModelMismatchError(
                 f"{where}: trained on features {meta_names}, config has {list(feature_names)} "
-                f"({'; '.join(detail)})"
+                f"({'; '.join(detail)}){self.HINT}"
             )
         if window is not None and int(window) != self.window:
             raise ModelMismatchError(
                 f"{where}: trained with window {self.window}, config has model.window = {window}"
+                f"{self.HINT}"
             )
         if memory is not None and int(memory) != int(self.metadata["features"]["memory"]):
             raise ModelMismatchError(
                 f"{where}: trained with features.memory = {self.metadata['features']['memory']}, "
-                f"config has {memory}"
+                f"config has {memory}{self.HINT}"
             )
 
 
