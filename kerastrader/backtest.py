@@ -60,6 +60,8 @@ def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
         "last": bars.index[-1].date().isoformat(),
         "adjust": d["adjust"],
         "missing": d["missing"],
+        "date_format": d["date_format"],
+        "notes": list(bars.attrs.get("notes", [])),
     }
     return bars, info
 
@@ -201,8 +203,11 @@ def run_experiment(
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
             "runonce": cfg["backtest"]["runonce"],
+            "figures": cfg["report"]["figures"],
             "in_sample": in_sample,
         },
+        data=data_info,
+        diagnostic_dates=scored.index if len(scored) else None,
     )
     return RunResult(out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=predictions)
 

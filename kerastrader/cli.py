@@ -90,6 +90,24 @@ def run_backtest_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_report_command(args: argparse.Namespace) -> int:
+    """``report RUN_DIR`` rebuilds a page; ``report compare RUN_DIR RUN_DIR ...`` compares."""
+    if args.runs[0] == "compare":
+        from kerastrader.reports.compare import compare_runs
+
+        dirs = args.runs[1:]
+        out = Path(args.out) if args.out else Path("runs") / "compare.html"
+        print(f"Report: {compare_runs(dirs, out)}")
+        return 0
+    if len(args.runs) != 1:
+        raise KerastraderError("report takes one RUN_DIR (or: report compare RUN_DIR RUN_DIR ...)")
+    from kerastrader.reports.report import render_report
+
+    figures = False if args.no_figures else None
+    print(f"Report: {render_report(args.runs[0], figures=figures)}")
+    return 0
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -116,6 +134,16 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     backtest = sub.add_parser("backtest", help="train (or load) a model, backtest it, report")
     add_backtest_arguments(backtest)
     backtest.set_defaults(handler=run_backtest_command)
+    report = sub.add_parser(
+        "report",
+        help="rebuild a run's report.html from its files, or compare runs",
+        description="kerastrader report RUN_DIR | kerastrader report compare RUN_DIR RUN_DIR ...",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directory (or 'compare')")
+    report.add_argument("--out", help="compare: the page to write (default runs/compare.html)")
+    report.add_argument("--no-figures", action="store_true", help="skip pyfolio's tear sheets")
+    report.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    report.set_defaults(handler=run_report_command)
     return parser
 
 

@@ -239,8 +239,10 @@ def load_csv(
     values, gaps = _numbers(raw, numeric, source, lines)
     frame = pd.DataFrame(values, index=index)[numeric]
     any_gap = np.logical_or.reduce([gaps[c] for c in numeric])
+    notes: list[str] = []
     if any_gap.any():
-        frame, lines = _handle_missing(frame, gaps, any_gap, missing, source, lines)
+        frame, lines, note = _handle_missing(frame, gaps, any_gap, missing, source, lines)
+        notes.append(note)
 
     validate_bars(frame, source, lines)
     if adjust:
@@ -249,6 +251,7 @@ def load_csv(
             frame[col] = frame[col] * ratio
     frame.attrs["source"] = source
     frame.attrs["sha256"] = file_sha256(path)
+    frame.attrs["notes"] = notes
     return frame
 
 
@@ -259,7 +262,7 @@ def _handle_missing(
     policy: str,
     source: str,
     lines: np.ndarray,
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, str]:
     if policy == "error":
         i = int(any_gap.argmax())
         col = next(c for c in frame.columns if gaps[c][i])
@@ -274,7 +277,7 @@ def _handle_missing(
             "%s: dropped %d row(s) with empty or NaN cells (data.missing = drop)", source, n
         )
         keep = ~any_gap
-        return frame[keep].copy(), lines[keep]
+        return frame[keep].copy(), lines[keep], f"dropped {n} row(s) with empty or NaN cells"
     cells = int(sum(g.sum() for g in gaps.values()))
     for col in frame.columns:
         frame.loc[gaps[col], col] = np.nan
@@ -294,4 +297,4 @@ def _handle_missing(
         source,
         cells,
     )
-    return filled, lines
+    return filled, lines, f"filled {cells} empty or NaN cell(s) by linear interpolation"

@@ -96,6 +96,14 @@ def pyfolio_figures(
             ),
         ),
     ]
+    sheets.append(
+        (
+            "Interesting times",
+            lambda: pyfolio.create_interesting_times_tear_sheet(
+                returns, benchmark_rets=benchmark, return_fig=True
+            ),
+        )
+    )
     if has_txns:
         sheets.append(
             (
@@ -160,6 +168,15 @@ def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, byt
         ax.plot([0, 1], [0, 1], "--", color="#999999", label="chance")
         ax.legend(loc="lower right")
         out.append(("ROC curve", png(fig)))
+    if len(np.unique(y_true)) == 2:
+        from sklearn.calibration import CalibrationDisplay
+
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        CalibrationDisplay.from_predictions(
+            y_true, y_prob, n_bins=10, strategy="quantile", ax=ax, name="model"
+        )
+        ax.set_title("calibration (deciles of prediction)")
+        out.append(("Calibration curve", png(fig)))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ConfusionMatrixDisplay.from_predictions(
         y_true,
@@ -179,3 +196,49 @@ def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, byt
     ax.legend()
     out.append(("Predicted probabilities", png(fig)))
     return out
+
+
+def rolling_figures(returns: pd.Series, benchmark: pd.Series) -> list[tuple[str, bytes]]:
+    """Six-month rolling Sharpe ratio and volatility against the benchmark (pyfolio's plots)."""
+    from kerastrader.reports.stats import import_pyfolio
+
+    plotting = import_pyfolio().plotting
+    out = []
+    if len(returns) < 130:  # pyfolio's window is six months of business days
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for title, plot in (
+            ("Rolling Sharpe ratio (6 months)", plotting.plot_rolling_sharpe),
+            ("Rolling volatility (6 months)", plotting.plot_rolling_volatility),
+        ):
+            fig, ax = plt.subplots(figsize=(10, 3.2))
+            plot(returns, factor_returns=benchmark, ax=ax)
+            out.append((title, png(fig)))
+    return out
+
+
+def exposure_figure(returns: pd.Series, positions: pd.DataFrame) -> bytes | None:
+    """Long, short and net exposure as a fraction of the portfolio (pyfolio's plot)."""
+    from kerastrader.reports.stats import import_pyfolio
+
+    plotting = import_pyfolio().plotting
+    if positions.empty:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        plotting.plot_exposures(returns, positions, ax=ax)
+    return png(fig)
+
+
+def compare_figure(curves: dict[str, pd.Series]) -> bytes:
+    """Growth of 1 for several runs on one axis."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, returns in curves.items():
+        growth = (1 + returns).cumprod()
+        ax.plot(growth.index, growth.to_numpy(), label=name)
+    ax.set_ylabel("growth of 1")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return png(fig)

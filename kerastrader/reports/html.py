@@ -1,9 +1,10 @@
-"""The self-contained report page: inline CSS, images as data URIs, nothing fetched."""
+"""The self-contained report page: inline CSS, images as data URIs, tables as HTML tables."""
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,15 +15,18 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;colo
 background:#fafafa}
 main{max-width:1100px;margin:0 auto;padding:24px 32px;background:#fff}
 h1{margin:0 0 4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}
-.sub{color:#666;margin:0 0 16px}
-table{border-collapse:collapse;margin:8px 0;font-size:14px}
-th,td{border:1px solid #e2e2e2;padding:4px 10px;text-align:right}
+h3{margin:20px 0 6px;font-size:16px}
+.sub{color:#666;margin:0 0 16px}.warn{color:#a40000}
+nav{font-size:13px;margin:8px 0 0}nav a{margin-right:12px;color:#1f5fa8;text-decoration:none}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{border:1px solid #e2e2e2;padding:3px 8px;text-align:right}
 th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;display:block;margin:8px 0}
-.grid{display:flex;flex-wrap:wrap;gap:16px}.grid figure{margin:0}
-figcaption{font-size:13px;color:#555}
+.grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.grid figure{margin:0}
+figure{margin:0}figcaption{font-size:13px;color:#555}
 pre{background:#f6f6f6;padding:12px;overflow:auto;font-size:12px}
 .note{color:#666;font-size:13px}footer{color:#888;font-size:12px;margin-top:40px}
+.pyfolio table{font-size:12px}
 """
 
 HEADLINE = [
@@ -33,7 +37,8 @@ HEADLINE = [
     ("sortino_ratio", "Sortino ratio", "num"),
     ("max_drawdown", "Max drawdown", "pct"),
     ("calmar_ratio", "Calmar ratio", "num"),
-    ("alpha", "Alpha (annual)", "num"),
+    ("stability", "Stability", "num"),
+    ("alpha", "Alpha (annual)", "pct"),
     ("beta", "Beta", "num"),
 ]
 
@@ -55,44 +60,99 @@ def img(title: str, data: bytes) -> str:
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    """Cells are HTML already (escape text with :func:`fmt` or ``html.escape``)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(
-    *,
-    title: str,
-    symbol: str,
-    metrics: dict[str, Any],
-    equity_png: bytes | None,
-    model_pngs: list[tuple[str, bytes]],
-    pyfolio_pngs: list[tuple[str, bytes]],
-    pyfolio_tables: list[str],
-    transactions: pd.DataFrame,
-    config_toml: str,
-    versions: dict[str, str],
-) -> str:
-    run, strat, bench, model = (
-        metrics["run"],
-        metrics["strategy"],
-        metrics["benchmark"],
-        metrics.get("model"),
+def _shade(value: float, scale: float = 0.08) -> str:
+    if value != value:  # NaN
+        return ""
+    strength = min(abs(value) / scale, 1.0)
+    color = "0,140,60" if value > 0 else "200,30,30"
+    return f' style="background:rgba({color},{0.08 + 0.55 * strength:.2f})"'
+
+
+def monthly_table(returns: pd.Series) -> str:
+    """Monthly returns by year as a shaded HTML table (a heat map that can be read and copied)."""
+    import empyrical
+
+    if returns.empty:
+        return ""
+    monthly = empyrical.aggregate_returns(returns, "monthly")
+    yearly = empyrical.aggregate_returns(returns, "yearly")
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    head = "".join(f"<th>{m}</th>" for m in ["Year", *months, "Year total"])
+    rows = []
+    for year in sorted({y for y, _ in monthly.index}):
+        cells = [f"<td>{year}</td>"]
+        for m in range(1, 13):
+            v = monthly.get((year, m))
+            cells.append(f"<td{_shade(v)}>{v:.1%}</td>" if v is not None else "<td></td>")
+        y = yearly.get(year)
+        cells.append(f"<td{_shade(y, 0.3)}><b>{y:.1%}</b></td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def frame_table(frame: pd.DataFrame, float_format: str = "{:,.4f}") -> str:
+    return frame.to_html(
+        float_format=lambda x: float_format.format(x), border=0, na_rep="", escape=True
     )
+
+
+@dataclass
+class Page:
+    """Everything the report shows; built from a run's files by :mod:`report`."""
+
+    title: str
+    symbol: str
+    metrics: dict[str, Any]
+    returns: pd.Series
+    transactions: pd.DataFrame
+    round_trips: pd.DataFrame
+    config_toml: str
+    versions: dict[str, str]
+    equity_png: bytes | None = None
+    rolling_pngs: list[tuple[str, bytes]] = field(default_factory=list)
+    exposure_png: bytes | None = None
+    model_pngs: list[tuple[str, bytes]] = field(default_factory=list)
+    pyfolio_pngs: list[tuple[str, bytes]] = field(default_factory=list)
+    pyfolio_tables: list[str] = field(default_factory=list)
+
+
+SECTIONS = [
+    ("headline", "Summary"),
+    ("returns", "Returns"),
+    ("exposure", "Exposure"),
+    ("trades", "Trades"),
+    ("model", "Model"),
+    ("pyfolio", "pyfolio tear sheet"),
+    ("data", "Data"),
+    ("config", "Config"),
+]
+
+
+def render(page: Page) -> str:
+    m = page.metrics
+    run, strat, bench, model = m["run"], m["strategy"], m["benchmark"], m.get("model")
+    period = (
+        "<span class='warn'><b>IN-SAMPLE: the period overlaps the model's training or "
+        "validation data</b></span>"
+        if run.get("in_sample")
+        else "out-of-sample backtest"
+    )
+    nav = "".join(f"<a href='#{k}'>{html.escape(t)}</a>" for k, t in SECTIONS)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='sub'>{html.escape(symbol)} &middot; {fmt(run['start'])} to "
-        f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; "
-        + (
-            "<strong>IN-SAMPLE: the period overlaps the model's training or validation data"
-            "</strong>"
-            if run.get("in_sample")
-            else "out-of-sample backtest"
-        )
-        + " with commission and slippage; orders fill at the next bar's open</p>",
-        "<h2>Strategy against buy and hold</h2>",
+        f"<title>{html.escape(page.title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>{html.escape(page.title)}</h1>",
+        f"<p class='sub'>{html.escape(page.symbol)} &middot; {fmt(run['start'])} to "
+        f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; {period} with commission and "
+        "slippage; orders fill at the next bar's open</p>",
+        f"<nav>{nav}</nav>",
+        "<h2 id='headline'>Strategy against buy and hold</h2>",
     ]
     rows = [
         (html.escape(label), fmt(strat.get(key), kind), fmt(bench.get(key), kind))
@@ -101,53 +161,124 @@ def render(
     rows.append(("Final value", f"{run['final_value']:,.2f}", ""))
     rows.append(("Closed trades / fills", f"{run['trades']} / {run['fills']}", ""))
     parts.append(table(rows, ("", "Strategy", "Buy and hold")))
-    if equity_png:
-        parts.append(img("Growth of 1 and drawdowns", equity_png))
+    if page.equity_png:
+        parts.append(img("Growth of 1 and drawdowns", page.equity_png))
 
-    parts.append("<h2>Model diagnostics</h2>")
-    if model:
+    parts.append("<h2 id='returns'>Returns</h2><h3>Monthly returns</h3>")
+    parts.append(monthly_table(page.returns))
+    parts.extend(img(t, d) for t, d in page.rolling_pngs)
+
+    parts.append("<h2 id='exposure'>Exposure</h2>")
+    if page.exposure_png:
+        parts.append(img("Long, short and net exposure", page.exposure_png))
+    lev = strat.get("gross_leverage")
+    parts.append(
+        f"<p class='note'>Average gross leverage {fmt(lev)}; daily turnover "
+        f"{fmt(strat.get('daily_turnover'), 'pct')}.</p>"
+    )
+
+    parts.append("<h2 id='trades'>Trades</h2>")
+    parts.extend(_trades(page))
+
+    parts.append("<h2 id='model'>Model diagnostics</h2>")
+    parts.extend(_model(model, page.model_pngs))
+
+    parts.append("<h2 id='pyfolio'>pyfolio tear sheet</h2>")
+    if page.pyfolio_tables or page.pyfolio_pngs:
+        parts.extend(f"<div class='pyfolio'>{t}</div>" for t in page.pyfolio_tables)
+        parts.extend(img(t, d) for t, d in page.pyfolio_pngs)
+    else:
         parts.append(
-            f"<p class='note'>Predictions on {fmt(model.get('test_start'))} to "
-            f"{fmt(model.get('test_end'))} ({model.get('n_test')} bars with a label); "
-            "label: 1 when Close[t+1] &gt; Close[t]. Base rate (share of up bars): "
-            f"{fmt(model.get('base_rate'), 'pct')}.</p>"
+            "<p class='note'>Tear-sheet figures were not requested (report.figures = false).</p>"
         )
-        keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-        parts.append(table([(k, fmt(model.get(k))) for k in keys], ("metric", "value")))
-        cm = model.get("confusion_matrix")
-        if cm:
-            parts.append(
-                table(
-                    [
-                        ("actual down/flat", str(cm[0][0]), str(cm[0][1])),
-                        ("actual up", str(cm[1][0]), str(cm[1][1])),
-                    ],
-                    ("", "predicted down/flat", "predicted up"),
-                )
-            )
-        parts.append("<div class='grid'>" + "".join(img(t, d) for t, d in model_pngs) + "</div>")
-    else:
-        parts.append("<p class='note'>No labelled predictions in the backtest period.</p>")
 
-    if pyfolio_tables or pyfolio_pngs:
-        parts.append("<h2>pyfolio tear sheet</h2>")
-        parts.extend(f"<div>{t}</div>" for t in pyfolio_tables)
-        parts.extend(img(t, d) for t, d in pyfolio_pngs)
-
-    parts.append("<h2>Trades</h2>")
-    n = len(transactions)
-    if n:
-        shown = transactions.tail(200).copy()
-        shown.index = shown.index.strftime("%Y-%m-%d %H:%M")
-        parts.append(f"<p class='note'>{n} fills in total; the last {min(n, 200)} are listed.</p>")
-        parts.append(shown.to_html(float_format=lambda x: f"{x:,.4f}"))
-    else:
-        parts.append("<p class='note'>No fills: the strategy never traded.</p>")
-
-    parts.append("<h2>Config</h2>")
-    parts.append(f"<pre>{html.escape(config_toml)}</pre>")
+    parts.append("<h2 id='data'>Data provenance</h2>")
+    parts.append(_provenance(m.get("data") or {}, run))
+    parts.append("<h2 id='config'>Config</h2>")
+    parts.append(f"<pre>{html.escape(page.config_toml)}</pre>")
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    libs = ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in versions.items())
+    libs = ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in page.versions.items())
     parts.append(f"<footer>Generated {made} by kerastrader. {libs}</footer>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def _trades(page: Page) -> list[str]:
+    out = []
+    n = len(page.transactions)
+    if not n:
+        return [
+            "<p class='note'>No fills: the strategy never traded in this period, so there "
+            "are no round trips, turnover or transaction figures.</p>"
+        ]
+    trips = page.round_trips
+    if len(trips):
+        wins = (trips["pnl"] > 0).mean()
+        out.append(
+            f"<h3>Round trips</h3><p class='note'>{len(trips)} closed round trips (FIFO, PnL "
+            f"before commissions), {wins:.0%} profitable, total PnL "
+            f"{trips['pnl'].sum():,.2f}; commissions paid on all fills "
+            f"{page.transactions['commission'].sum():,.2f}.</p>"
+        )
+        shown = trips[["symbol", "long", "open_dt", "close_dt", "duration", "pnl", "rt_returns"]]
+        shown = shown.assign(
+            open_dt=shown["open_dt"].dt.strftime("%Y-%m-%d %H:%M"),
+            close_dt=shown["close_dt"].dt.strftime("%Y-%m-%d %H:%M"),
+            duration=shown["duration"].astype(str),
+            rt_returns=shown["rt_returns"].map(lambda x: f"{x:.2%}"),
+        ).rename(columns={"rt_returns": "return"})
+        out.append(frame_table(shown.reset_index(drop=True), "{:,.2f}"))
+    else:
+        out.append("<p class='note'>No round trip closed in this period.</p>")
+    shown = page.transactions.tail(200).copy()
+    shown.index = shown.index.strftime("%Y-%m-%d %H:%M")
+    out.append(f"<h3>Fills</h3><p class='note'>{n} fills; the last {min(n, 200)} are listed.</p>")
+    out.append(frame_table(shown))
+    return out
+
+
+def _model(model: dict | None, pngs: list[tuple[str, bytes]]) -> list[str]:
+    if not model:
+        return ["<p class='note'>No labelled predictions in the backtest period.</p>"]
+    out = [
+        f"<p class='note'>Predictions on {fmt(model.get('test_start'))} to "
+        f"{fmt(model.get('test_end'))} ({model.get('n_test')} bars with a label); "
+        "label: 1 when Close[t+1] &gt; Close[t]. Share of up bars (base rate): "
+        f"{fmt(model.get('base_rate'), 'pct')}. An accuracy or AUC near 0.5 is what a model "
+        "without an edge scores.</p>"
+    ]
+    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+    out.append(table([(k, fmt(model.get(k))) for k in keys], ("metric", "value")))
+    cm = model.get("confusion_matrix")
+    if cm:
+        out.append(
+            table(
+                [
+                    ("actual down/flat", str(cm[0][0]), str(cm[0][1])),
+                    ("actual up", str(cm[1][0]), str(cm[1][1])),
+                ],
+                ("", "predicted down/flat", "predicted up"),
+            )
+        )
+    folds = model.get("folds")
+    if folds:
+        header = tuple(folds[0].keys())
+        out.append("<h3>Walk-forward folds</h3>")
+        out.append(table([tuple(fmt(f.get(k)) for k in header) for f in folds], header))
+    out.append("<div class='grid'>" + "".join(img(t, d) for t, d in pngs) + "</div>")
+    return out
+
+
+def _provenance(data: dict, run: dict) -> str:
+    rows = [
+        ("file", fmt(data.get("path"))),
+        ("SHA-256", f"<code>{fmt(data.get('sha256'))}</code>"),
+        ("bars in file", fmt(data.get("rows"))),
+        ("date range", f"{fmt(data.get('first'))} to {fmt(data.get('last'))}"),
+        ("prices adjusted by Adj Close", fmt(data.get("adjust"))),
+        ("empty cells", fmt(data.get("missing"))),
+        ("validation notes", fmt("; ".join(data.get("notes") or []) or "none")),
+        ("model", fmt(run.get("model"))),
+        ("warm-up bars", fmt(run.get("warmup_bars"))),
+    ]
+    return table(rows, ("", ""))

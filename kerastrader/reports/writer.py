@@ -72,11 +72,11 @@ def write_run_files(
     symbol: str,
     figures: bool = True,
     extra_run: dict | None = None,
+    data: dict | None = None,
+    diagnostic_dates: pd.DatetimeIndex | None = None,
 ) -> dict:
-    """Write report.html, metrics.json, returns/positions/transactions CSVs and config.toml."""
-    from kerastrader.models.artifact import library_versions
-    from kerastrader.reports import figures as figs
-    from kerastrader.reports.html import render
+    """Write the run's files, then build report.html from them (as ``kerastrader report``)."""
+    from kerastrader.reports.report import render_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,11 @@ def write_run_files(
             "fills": int(len(transactions)),
             "start_value": float(start_value),
             "final_value": final_value,
+            "title": title,
+            "symbol": symbol,
             **(extra_run or {}),
         },
+        "data": data or {},
     }
     metrics = _clean(metrics)
 
@@ -111,25 +114,14 @@ def write_run_files(
     _atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
     _atomic_write(out_dir / "config.toml", config_toml)
     _atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-
-    equity = figs.equity_figure(returns, benchmark) if len(returns) > 1 else None
-    model_pngs = figs.model_figures(y_true, y_prob) if y_true is not None and len(y_true) else []
-    pf_pngs: list = []
-    pf_tables: list[str] = []
-    if figures and len(returns) > 1:
-        pf_pngs, pf_tables = figs.pyfolio_figures(returns, benchmark, positions, transactions)
-    page = render(
-        title=title,
-        symbol=symbol,
-        metrics=metrics,
-        equity_png=equity,
-        model_pngs=model_pngs,
-        pyfolio_pngs=pf_pngs,
-        pyfolio_tables=pf_tables,
-        transactions=transactions,
-        config_toml=config_toml,
-        versions=library_versions(),
-    )
-    _atomic_write(out_dir / "report.html", page)
-    log.info("report written to %s", out_dir / "report.html")
+    if y_true is not None and y_prob is not None and diagnostic_dates is not None:
+        diag = pd.DataFrame(
+            {
+                "date": _date_strings(pd.DatetimeIndex(diagnostic_dates)),
+                "label": np.asarray(y_true, dtype=int),
+                "prediction": np.asarray(y_prob, dtype=float),
+            }
+        )
+        _atomic_write(out_dir / "diagnostics.csv", diag.to_csv(index=False, float_format="%.8f"))
+    render_report(out_dir, figures=figures)
     return metrics
