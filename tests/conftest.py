@@ -79,3 +79,29 @@ def random_walk_bars(n: int, seed: int = 0, start: str = "2000-01-03") -> pd.Dat
     return pd.DataFrame(
         {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
     )
+
+
+@pytest.fixture(scope="session")
+def orcl_slice_csv(tmp_path_factory) -> Path:
+    """ORCL 2000-2006 in the Yahoo layout, as a user's own file."""
+    from kerastrader.config import embedded_data_path
+
+    raw = pd.read_csv(embedded_data_path())
+    path = tmp_path_factory.mktemp("data") / "orcl-2000-2006.csv"
+    raw[(raw["Date"] >= "2000-01-01") & (raw["Date"] <= "2006-12-31")].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_run(orcl_slice_csv, tmp_path_factory) -> Path:
+    """One complete run with every report figure: a tiny LSTM on ORCL 2000-2006."""
+    from kerastrader.backtest import run_experiment
+
+    cfg = tiny_config(
+        data={"path": str(orcl_slice_csv)},
+        report={"figures": True},
+        strategy={"enter": 0.5, "exit": 0.499},
+    )
+    out = tmp_path_factory.mktemp("run") / "full"
+    run_experiment(cfg, out)
+    return out

@@ -53,14 +53,8 @@ STATS = {
 
 
 @pytest.fixture(scope="module")
-def slice_csv(tmp_path_factory) -> Path:
-    """ORCL 2000-2006 in the Yahoo layout, as a user's own file."""
-    from kerastrader.config import embedded_data_path
-
-    raw = pd.read_csv(embedded_data_path())
-    path = tmp_path_factory.mktemp("data") / "orcl-2000-2006.csv"
-    raw[(raw["Date"] >= "2000-01-01") & (raw["Date"] <= "2006-12-31")].to_csv(path, index=False)
-    return path
+def slice_csv(orcl_slice_csv) -> Path:
+    return orcl_slice_csv
 
 
 @pytest.fixture(scope="module")
