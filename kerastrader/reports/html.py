@@ -218,7 +218,8 @@ def _trades(page: Page) -> list[str]:
             f"<h3>Round trips</h3><p class='note'>{len(trips)} closed round trips (FIFO, PnL "
             f"before commissions), {wins:.0%} profitable, total PnL "
             f"{trips['pnl'].sum():,.2f}; commissions paid on all fills "
-            f"{page.transactions['commission'].sum():,.2f}.</p>"
+            f"{page.transactions['commission'].sum():,.2f}. (pyfolio's round-trip tables below "
+            "also count a position still open at the end, closed at the last price.)</p>"
         )
         shown = trips[["symbol", "long", "open_dt", "close_dt", "duration", "pnl", "rt_returns"]]
         shown = shown.assign(
