@@ -271,3 +271,8 @@ def test_an_intraday_file_with_a_time_column_says_why_dates_repeat(tmp_path):
     path = write(tmp_path, rows, header="Date,Time,Open,High,Low,Close,Volume")
     with pytest.raises(DataError, match=r"row 3: duplicate timestamp.*separate 'Time' column"):
         load_csv(path)
+
+
+def test_a_number_too_large_for_a_float_is_named(tmp_path):
+    path, msg = bad(tmp_path, 1, "2014-01-03,10.2,1e400,10.1,10.8,10.5,1200")
+    assert msg == f"{path}, row 3: high is not a finite number: '1e400'"

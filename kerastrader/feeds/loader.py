@@ -74,14 +74,10 @@ def _line_layout(data: bytes, source: str) -> tuple[np.ndarray, int]:
     lengths = ends - starts
     has_cr = (lengths > 0) & (buf[np.maximum(ends - 1, 0)] == ord("\r"))
     blank = (lengths - has_cr) <= 0
-    if b'"' in data:
-        import csv
-
-        text = data.decode("utf-8")
-        counts = np.array([len(r) for r in csv.reader(io.StringIO(text))])
-        nonblank_lines = np.flatnonzero(~blank) + 1
-        fields = counts[: len(nonblank_lines)] if len(counts) >= len(nonblank_lines) else counts
-        lines = nonblank_lines[: len(fields)]
+    if b'"' in data or b"\r" in data.replace(b"\r\n", b""):
+        # Quoted fields (which may hold commas or newlines) or stray carriage returns: let the
+        # csv module split records, and name each by the file line it ends on.
+        fields, lines = _csv_layout(data, source)
     else:
         commas = np.flatnonzero(buf == ord(","))
         fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
@@ -104,6 +100,21 @@ def _line_layout(data: bytes, source: str) -> tuple[np.ndarray, int]:
             int(lines[i]),
         )
     return lines[1:], header_fields
+
+
+def _csv_layout(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    import csv
+
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+    fields, lines = [], []
+    try:
+        for record in reader:
+            if record and any(f.strip() for f in record):
+                fields.append(len(record))
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(source, f"not a well-formed CSV row ({exc})", reader.line_num + 1) from None
+    return np.array(fields, dtype=int), np.array(lines, dtype=int)
 
 
 def _map_columns(columns: list[str], source: str, need_adj: bool) -> dict[str, str]:
@@ -178,7 +189,13 @@ def _numbers(raw: pd.DataFrame, columns: list[str], source: str, lines: np.ndarr
             i = bad[0]
             raise DataError(source, f"{col} is not a number: {raw[col].iloc[i]!r}", int(lines[i]))
         values[col] = num.to_numpy(dtype=np.float64)
-        missing[col] = is_missing | ~np.isfinite(values[col])
+        infinite = np.flatnonzero(np.isinf(values[col]))
+        if len(infinite):
+            i = infinite[0]
+            raise DataError(
+                source, f"{col} is not a finite number: {raw[col].iloc[i]!r}", int(lines[i])
+            )
+        missing[col] = is_missing | np.isnan(values[col])
     return values, missing
 
 
