@@ -231,3 +231,16 @@ def test_an_in_sample_backtest_is_flagged_in_metrics_and_report(run_dir, slice_c
     assert "IN-SAMPLE" in (again / "report.html").read_text()
     default = json.loads((out / "metrics.json").read_text())
     assert default["run"]["in_sample"] is False
+
+
+def test_bar_by_bar_backtest_trades_exactly_like_the_vectorised_one(run_dir, slice_csv, tmp_path):
+    out, _ = run_dir
+    step = tmp_path / "step"
+    args = ["--data", str(slice_csv), "--model", str(out / "model"), "--out", str(step)]
+    assert run_backtest_main([*args, "-q", *TINY, "--set", "backtest.runonce=false"]) == 0
+    a = pd.read_csv(out / "transactions.csv")
+    b = pd.read_csv(step / "transactions.csv")
+    pd.testing.assert_frame_equal(a, b)
+    ma = json.loads((out / "metrics.json").read_text())["run"]["final_value"]
+    mb = json.loads((step / "metrics.json").read_text())["run"]["final_value"]
+    assert ma == pytest.approx(mb, rel=1e-12)
