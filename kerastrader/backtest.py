@@ -170,6 +170,9 @@ def run_experiment(
     bench = close.pct_change().iloc[first : last + 1]
     bench.index = pd.DatetimeIndex(bench.index).tz_localize("UTC")
     bench.name = "benchmark"
+    unmatched = analysis["returns"].index.difference(bench.index)
+    if len(unmatched):  # a bug, not a user error: the report would compare against zeros
+        raise RuntimeError(f"benchmark has no return on {len(unmatched)} strategy dates")
 
     labels = pd.Series(direction_label(close.to_numpy()), index=bars.index).iloc[first : last + 1]
     scored = pd.DataFrame({"y": labels, "p": predictions.reindex(labels.index)}).dropna()
