@@ -18,7 +18,7 @@ import pandas as pd
 from kerastrader.config import Config, dump_config, embedded_data_path
 from kerastrader.errors import ConfigError
 from kerastrader.feeds.btfeed import make_feed
-from kerastrader.feeds.loader import load_csv
+from kerastrader.feeds.frames import load_any
 from kerastrader.models.artifact import Artifact, load_artifact, save_artifact
 from kerastrader.models.evaluation import classification_metrics
 from kerastrader.models.labels import direction_label
@@ -50,7 +50,7 @@ class _BarProgress(bt.Analyzer):
 def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
     d = cfg["data"]
     path = Path(d["path"]) if d["path"] else embedded_data_path()
-    bars = load_csv(path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"])
+    bars = load_any(path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"])
     info = {
         "path": str(path),
         "sha256": bars.attrs.get("sha256"),

@@ -1,0 +1,96 @@
+"""Bars from a pandas DataFrame or a Parquet file, through the same validation as CSV.
+
+Column names are matched case-insensitively to ``open, high, low, close, volume`` (and
+``adj close``/``adj_close``); the timestamps come from a DatetimeIndex or a ``date``,
+``datetime`` or ``timestamp`` column. Rows in errors are 0-based positions in the frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kerastrader.errors import DataError
+from kerastrader.feeds.loader import file_sha256
+from kerastrader.feeds.validate import CANONICAL, validate_bars
+
+_ALIASES = {"adj close": "adj_close", "adj_close": "adj_close", "adjclose": "adj_close"}
+_TIME_COLUMNS = ("datetime", "date", "timestamp", "time")
+
+
+def bars_from_frame(frame: pd.DataFrame, source: str = "DataFrame") -> pd.DataFrame:
+    """A validated copy of ``frame`` in the canonical layout; the input is left untouched."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(source, f"expected a pandas DataFrame, got {type(frame).__name__}")
+    lowered = {str(c).strip().lower(): c for c in frame.columns}
+    if isinstance(frame.index, pd.DatetimeIndex):
+        index = frame.index
+    else:
+        found = next((lowered[c] for c in _TIME_COLUMNS if c in lowered), None)
+        if found is None:
+            raise DataError(
+                source,
+                "no timestamps: expected a DatetimeIndex or a date/datetime/timestamp column",
+            )
+        try:
+            index = pd.DatetimeIndex(pd.to_datetime(frame[found], format="ISO8601"))
+        except (ValueError, TypeError) as exc:
+            raise DataError(source, f"column {found!r} is not all timestamps ({exc})") from None
+        bad = np.flatnonzero(index.isna())
+        if len(bad):
+            raise DataError(source, f"empty timestamp in column {found!r}", int(bad[0]))
+    columns = {}
+    for name in CANONICAL:
+        if name not in lowered:
+            raise DataError(
+                source,
+                f"missing column {name!r}; the frame has {', '.join(map(str, frame.columns))}",
+            )
+        columns[name] = pd.to_numeric(frame[lowered[name]], errors="coerce").to_numpy(float)
+    for alias, canonical in _ALIASES.items():
+        if alias in lowered:
+            columns[canonical] = pd.to_numeric(frame[lowered[alias]], errors="coerce").to_numpy(
+                float
+            )
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    bars = pd.DataFrame(columns, index=pd.DatetimeIndex(index, name="datetime"))
+    validate_bars(bars, source)
+    bars.attrs["source"] = source
+    bars.attrs["notes"] = []
+    return bars
+
+
+def load_parquet(path: str | Path) -> pd.DataFrame:
+    """Bars from a Parquet file (pyarrow), validated like every other source."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), "file not found" if not path.exists() else "not a file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(str(path), f"not a readable Parquet file ({exc})") from None
+    bars = bars_from_frame(frame, str(path))
+    bars.attrs["sha256"] = file_sha256(path)
+    return bars
+
+
+def load_any(
+    path: str | Path, *, date_format: str = "iso", adjust: bool = False, missing: str = "error"
+) -> pd.DataFrame:
+    """CSV or Parquet by the file's suffix; the CSV options apply to CSV files."""
+    from kerastrader.feeds.loader import load_csv
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        bars = load_parquet(path)
+        if adjust:
+            if "adj_close" not in bars:
+                raise DataError(str(path), "adjust = true needs an Adj Close column")
+            ratio = bars["adj_close"] / bars["close"]
+            for col in ("open", "high", "low", "close"):
+                bars[col] = bars[col] * ratio
+        return bars
+    return load_csv(path, date_format=date_format, adjust=adjust, missing=missing)
