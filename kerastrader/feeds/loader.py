@@ -152,7 +152,7 @@ def _parse_dates(text: pd.Series, date_format: str, source: str, lines: np.ndarr
             f"data.date_format = {date_format!r}: use 'iso', 'dayfirst' or a strftime "
             "pattern such as '%d.%m.%Y'"
         )
-    stripped = text.str.strip()
+    stripped = text.astype("string").str.strip()
     if fmt is None:  # day-first, with - / or . between the parts
         normalised = stripped.str.replace(r"[/.]", "-", regex=True)
         dates = pd.to_datetime(normalised, format="%d-%m-%Y", errors="coerce")
@@ -166,7 +166,7 @@ def _parse_dates(text: pd.Series, date_format: str, source: str, lines: np.ndarr
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
         i = bad[0]
-        shown = text.iloc[i]
+        shown = "" if pd.isna(text.iloc[i]) else str(text.iloc[i])
         problem = (
             "empty date"
             if not shown.strip()
@@ -177,25 +177,32 @@ def _parse_dates(text: pd.Series, date_format: str, source: str, lines: np.ndarr
 
 
 def _numbers(raw: pd.DataFrame, columns: list[str], source: str, lines: np.ndarray):
-    """Numeric columns, and a mask of missing cells (empty, NaN, null...)."""
+    """Numeric columns, and a mask of missing cells (empty, NaN, null...).
+
+    pandas' C parser has already turned clean columns into floats; only a column holding
+    something else (text such as ``abc``) is examined cell by cell to name the first bad one.
+    """
     values = {}
     missing = {}
     for col in columns:
-        text = raw[col].str.strip()
-        num = pd.to_numeric(text, errors="coerce")
-        is_missing = text.isin(_NA_TEXT).to_numpy()
-        bad = np.flatnonzero(num.isna().to_numpy() & ~is_missing)
-        if len(bad):
-            i = bad[0]
-            raise DataError(source, f"{col} is not a number: {raw[col].iloc[i]!r}", int(lines[i]))
-        values[col] = num.to_numpy(dtype=np.float64)
-        infinite = np.flatnonzero(np.isinf(values[col]))
+        series = raw[col]
+        if pd.api.types.is_numeric_dtype(series.dtype):
+            num = series.to_numpy(dtype=np.float64)
+        else:
+            text = series.astype("string").str.strip()
+            coerced = pd.to_numeric(text, errors="coerce")
+            is_na = (series.isna() | text.isin(_NA_TEXT)).to_numpy(dtype=bool)
+            bad = np.flatnonzero(coerced.isna().to_numpy(dtype=bool) & ~is_na)
+            if len(bad):
+                i = bad[0]
+                raise DataError(source, f"{col} is not a number: {series.iloc[i]!r}", int(lines[i]))
+            num = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.flatnonzero(np.isinf(num))
         if len(infinite):
             i = infinite[0]
-            raise DataError(
-                source, f"{col} is not a finite number: {raw[col].iloc[i]!r}", int(lines[i])
-            )
-        missing[col] = is_missing | np.isnan(values[col])
+            raise DataError(source, f"{col} is infinite or too large for a float", int(lines[i]))
+        values[col] = num
+        missing[col] = np.isnan(num)
     return values, missing
 
 
@@ -220,19 +227,19 @@ def load_csv(
     data = _read_bytes(path)
     lines, _ = _line_layout(data, source)
     try:
+        columns = [str(c) for c in pd.read_csv(io.BytesIO(data), nrows=0).columns]
+        mapping = _map_columns(columns, source, need_adj=adjust)
         raw = pd.read_csv(
             io.BytesIO(data),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
+            usecols=list(mapping),
+            na_values=sorted(_NA_TEXT),
+            keep_default_na=True,
             skip_blank_lines=True,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(source, f"not a readable CSV file ({exc})") from None
     if len(raw) != len(lines):
         raise DataError(source, f"read {len(raw)} rows but the file has {len(lines)} data lines")
-    columns = list(raw.columns)
-    mapping = _map_columns(columns, source, need_adj=adjust)
     if len(raw) == 0:
         raise DataError(source, "no bars: the file has a header but no rows", 2)
     raw = raw.rename(columns=mapping)

@@ -1,0 +1,80 @@
+"""Load + validate throughput against plain pandas reads of the same file.
+
+Run: ``.venv/bin/python benchmarks/bench_feeds.py [--rows N]``. Generates N one-minute bars
+(default 1,000,000), writes them as CSV and Parquet, and prints rows/s of kerastrader's
+load + validate next to ``pandas.read_csv`` / ``pandas.read_parquet`` of the same file.
+(The bar store rows of the feeds issue are not built yet.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kerastrader.feeds.frames import load_parquet
+from kerastrader.feeds.loader import load_csv
+
+
+def generate(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.0005, n)))
+    open_ = close * np.exp(rng.normal(0, 0.0002, n))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.0003, n)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.0003, n)))
+    index = pd.date_range("2010-01-04 09:30", periods=n, freq="min", name="Date")
+    return pd.DataFrame(
+        {
+            "Open": open_.round(4),
+            "High": high.round(4),
+            "Low": low.round(4),
+            "Close": close.round(4),
+            "Adj Close": close.round(4),
+            "Volume": rng.integers(100, 10_000, n),
+        },
+        index=index,
+    )
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    frame = generate(args.rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, parquet = Path(tmp) / "bars.csv", Path(tmp) / "bars.parquet"
+        frame.to_csv(csv, date_format="%Y-%m-%d %H:%M:%S")
+        frame.to_parquet(parquet)
+        rows = [
+            ("CSV: pandas.read_csv", best(lambda: pd.read_csv(csv), args.repeats)),
+            ("CSV: kerastrader load + validate", best(lambda: load_csv(csv), args.repeats)),
+            ("Parquet: pandas.read_parquet", best(lambda: pd.read_parquet(parquet), args.repeats)),
+            (
+                "Parquet: kerastrader load + validate",
+                best(lambda: load_parquet(parquet), args.repeats),
+            ),
+        ]
+    print(f"\n{args.rows:,} one-minute bars, best of {args.repeats}\n")
+    for i, (name, seconds) in enumerate(rows):
+        ratio = (
+            "" if i % 2 == 0 else f"{seconds / rows[i - 1][1]:.2f} x the plain read (target <= 2)"
+        )
+        print(f"{name:40s} {args.rows / seconds:12,.0f} rows/s   {ratio}")
+
+
+if __name__ == "__main__":
+    main()
