@@ -118,3 +118,17 @@ def test_no_orders_before_trade_start(trained, orcl_slice, median_prediction):
         trade_start=start,
     )
     assert strat.fills and all(created >= start for created, *_ in strat.fills)
+
+
+def test_short_side_goes_short_below_exit(trained, orcl_slice, median_prediction):
+    m = median_prediction
+    strat, _ = run(
+        orcl_slice, trained.loaded, enter=m, exit=m - 1e-4, allow_short=True, target_percent=0.5
+    )
+    position, seen_short = 0, False
+    for *_, size, _, _ in strat.fills:
+        position += size
+        seen_short |= position < 0
+    assert seen_short
+    # A reversal is one order: from +x straight to about -x, never through a separate flat fill.
+    assert any(abs(size) > 1.5 * abs(strat.fills[0][2]) for *_, size, _, _ in strat.fills[1:])
