@@ -48,12 +48,24 @@ class _BarProgress(bt.Analyzer):
 
 
 def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The configured bars: from the bar store when ``data.store`` is set, else a file."""
     d = cfg["data"]
-    path = Path(d["path"]) if d["path"] else embedded_data_path()
-    bars = load_any(path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"])
+    if d["store"]:
+        from kerastrader.feeds.store import BarStore
+
+        store = BarStore(d["store"])
+        bars = store.read(d["symbol"], d["timeframe"])
+        path_text = f"{store.name} ({d['symbol']} {d['timeframe']})"
+        digest = None
+    else:
+        path = Path(d["path"]) if d["path"] else embedded_data_path()
+        bars = load_any(
+            path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"]
+        )
+        path_text, digest = str(path), bars.attrs.get("sha256")
     info = {
-        "path": str(path),
-        "sha256": bars.attrs.get("sha256"),
+        "path": path_text,
+        "sha256": digest,
         "symbol": d["symbol"],
         "rows": len(bars),
         "first": bars.index[0].date().isoformat(),

@@ -108,6 +108,24 @@ def run_report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ingest_command(args: argparse.Namespace) -> int:
+    """Validate a bar file and add it to the store, all or nothing."""
+    from kerastrader.feeds.frames import load_any
+    from kerastrader.feeds.store import BarStore, default_symbol
+
+    bars = load_any(
+        args.source, date_format=args.date_format, adjust=args.adjust, missing=args.missing
+    )
+    store = BarStore(args.store)
+    symbol = args.symbol or default_symbol(args.source)
+    result = store.ingest(bars, symbol, args.timeframe, replace=args.replace)
+    print(
+        f"{store.name}: {symbol} {args.timeframe}: {result.inserted} new, "
+        f"{result.unchanged} unchanged, {result.replaced} replaced"
+    )
+    return 0
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -144,6 +162,19 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     report.add_argument("--no-figures", action="store_true", help="skip pyfolio's tear sheets")
     report.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     report.set_defaults(handler=run_report_command)
+    from kerastrader.feeds.store import DEFAULT_STORE
+
+    ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")
+    ingest.add_argument("source", help="CSV or Parquet file of bars")
+    ingest.add_argument("--store", default=DEFAULT_STORE, help=f"SQLAlchemy URL ({DEFAULT_STORE})")
+    ingest.add_argument("--symbol", help="symbol to store under (default: from the file name)")
+    ingest.add_argument("--timeframe", default="1d", help="timeframe label (default 1d)")
+    ingest.add_argument("--replace", action="store_true", help="overwrite bars that differ")
+    ingest.add_argument("--date-format", default="iso", help="iso, dayfirst or a strftime pattern")
+    ingest.add_argument("--adjust", action="store_true", help="adjust prices by Adj Close")
+    ingest.add_argument("--missing", default="error", help="error, interpolate or drop")
+    ingest.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    ingest.set_defaults(handler=run_ingest_command)
     return parser
 
 

@@ -39,7 +39,12 @@ def captured_pyfolio_tables() -> Iterator[list[str]]:
 
     pyfolio renders tables with ``IPython.display.display(HTML(...))``; outside a notebook
     that prints ``<IPython.core.display.HTML object>``. pyfolio offers no hook, so for the
-    duration of the block its modules' ``display`` name points to a collector instead.
+    duration of the block the ``display`` name in the two pyfolio modules that import it
+    (``utils`` for every table, ``tears`` for a Markdown heading) points to a collector.
+    Rebinding a module attribute is narrower than patching ``IPython.display`` itself (a
+    notebook's own output is untouched) and sturdier than scraping stdout (the HTML is
+    kept, not its repr). The few plain ``print`` calls pyfolio makes (timers, capacity
+    notes) are diverted to the debug log so a command's stdout stays its own.
     """
     from kerastrader.reports.stats import import_pyfolio
 
@@ -55,13 +60,17 @@ def captured_pyfolio_tables() -> Iterator[list[str]]:
                 tables.append(f"<p>{data}</p>")
 
     saved = {m: m.display for m in (pyfolio.utils, pyfolio.tears)}
+    printed = io.StringIO()
     try:
         for module in saved:
             module.display = collect
-        yield tables
+        with contextlib.redirect_stdout(printed):
+            yield tables
     finally:
         for module, original in saved.items():
             module.display = original
+        if printed.getvalue().strip():
+            log.debug("pyfolio printed: %s", printed.getvalue().strip())
 
 
 def pyfolio_figures(
@@ -121,6 +130,14 @@ def pyfolio_figures(
                 ),
             )
         )
+    before = set(plt.get_fignums())  # a caller's own figures (a notebook's) stay open
+
+    def close_new() -> None:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
+
+    # pyfolio and pandas warn about deprecated pandas idioms and empty slices on every call:
+    # noise to a reader of a finished report, so warnings are silenced for these calls only.
     with captured_pyfolio_tables() as tables, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for title, make in sheets:
@@ -128,15 +145,16 @@ def pyfolio_figures(
                 fig = make()
             except Exception as exc:  # pyfolio raises on degenerate inputs (no round trips...)
                 log.info("pyfolio %s skipped: %s", title.lower(), exc)
-                plt.close("all")
+                close_new()
                 continue
             if fig is not None:
                 figures.append((title, png(fig, dpi=60)))
-            plt.close("all")
+            close_new()
     return figures, tables
 
 
 def equity_figure(returns: pd.Series, benchmark: pd.Series) -> bytes:
+    """Growth of 1 and drawdowns, strategy over buy and hold, sharing one time axis."""
     fig, (ax1, ax2) = plt.subplots(
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
@@ -159,9 +177,11 @@ def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, byt
     """ROC curve, confusion matrix and the distribution of predicted probabilities."""
     from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
-    out = []
-    y_true = np.asarray(y_true, dtype=int)
-    y_prob = np.asarray(y_prob, dtype=float)
+    out: list[tuple[str, bytes]] = []
+    y_true = np.asarray(y_true, dtype=int).ravel()
+    y_prob = np.asarray(y_prob, dtype=float).ravel()
+    if not len(y_true):
+        return out
     if len(np.unique(y_true)) == 2:
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="model")
@@ -203,7 +223,7 @@ def rolling_figures(returns: pd.Series, benchmark: pd.Series) -> list[tuple[str,
     from kerastrader.reports.stats import import_pyfolio
 
     plotting = import_pyfolio().plotting
-    out = []
+    out: list[tuple[str, bytes]] = []
     if len(returns) < 130:  # pyfolio's window is six months of business days
         return out
     with warnings.catch_warnings():

@@ -5,11 +5,31 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from types import ModuleType
+from typing import Any
 
 import pandas as pd
 
+#: perf_stats keys every strategy entry of metrics.json carries (alpha and beta on top).
+STAT_KEYS = (
+    "annual_return",
+    "cumulative_returns",
+    "annual_volatility",
+    "sharpe_ratio",
+    "calmar_ratio",
+    "stability",
+    "max_drawdown",
+    "omega_ratio",
+    "sortino_ratio",
+    "skew",
+    "kurtosis",
+    "tail_ratio",
+    "daily_value_at_risk",
+)
+
 
 def snake(name: str) -> str:
+    """'Daily value at risk' -> 'daily_value_at_risk': keys that JSON readers can use as names."""
     return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
 
 
@@ -24,7 +44,7 @@ def json_number(x: object) -> float | int | None:
     return f if math.isfinite(f) else None
 
 
-def import_pyfolio():
+def import_pyfolio() -> ModuleType:
     """pyfolio, without its import-time warning that zipline (which we do not use) is absent."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message='Module "zipline.assets" not found')
@@ -33,7 +53,9 @@ def import_pyfolio():
     return pyfolio
 
 
-def _perf_stats(returns: pd.Series, **kwargs) -> dict[str, float | None]:
+def _perf_stats(returns: pd.Series, **kwargs: Any) -> dict[str, float | None]:
+    # A flat or very short series makes empyrical divide by zero (RuntimeWarning) and pandas
+    # warn about empty slices; the NaN results become None, so the warnings say nothing new.
     timeseries = import_pyfolio().timeseries
 
     with warnings.catch_warnings():
@@ -53,7 +75,7 @@ def strategy_stats(
     Positions and transactions add gross leverage and turnover; without fills pyfolio's
     turnover has nothing to divide, so transactions are then left out.
     """
-    kwargs: dict = {"factor_returns": benchmark.reindex(returns.index).fillna(0.0)}
+    kwargs: dict[str, Any] = {"factor_returns": benchmark.reindex(returns.index).fillna(0.0)}
     if positions is not None and len(positions):
         kwargs["positions"] = positions
         if transactions is not None and len(transactions):
@@ -62,4 +84,5 @@ def strategy_stats(
 
 
 def benchmark_stats(benchmark: pd.Series) -> dict[str, float | None]:
+    """The same statistics for buy and hold: no positions, so no leverage or turnover."""
     return _perf_stats(benchmark)

@@ -1,0 +1,218 @@
+"""A bar store in a real database: validated bars keyed by (symbol, timeframe, timestamp).
+
+SQLite (a file) by default; PostgreSQL or any SQLAlchemy URL for a team. Ingesting is
+idempotent (the same bars twice change nothing), appends new bars, refuses to overwrite a bar
+whose values differ unless ``replace=True``, and runs in one transaction: an ingest that fails
+part-way leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from kerastrader.errors import DataError, KerastraderError
+from kerastrader.feeds.validate import CANONICAL, validate_bars
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = "sqlite:///kerastrader-bars.sqlite"
+TABLE = "bars"
+_TOLERANCE = 1e-9  # relative: a float that went through text and back is the same bar
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        TABLE,
+        metadata,
+        sa.Column("symbol", sa.String(64), primary_key=True),
+        sa.Column("timeframe", sa.String(16), primary_key=True),
+        sa.Column("ts", sa.DateTime(timezone=False), primary_key=True),  # UTC
+        sa.Column("open", sa.Float(53), nullable=False),
+        sa.Column("high", sa.Float(53), nullable=False),
+        sa.Column("low", sa.Float(53), nullable=False),
+        sa.Column("close", sa.Float(53), nullable=False),
+        sa.Column("volume", sa.Float(53), nullable=False),
+        # The database refuses what validation refuses, so no path around it stores bad bars.
+        sa.CheckConstraint("low > 0 AND open > 0 AND close > 0", name="positive_prices"),
+        sa.CheckConstraint("high >= low", name="high_not_below_low"),
+    )
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    inserted: int
+    unchanged: int
+    replaced: int
+
+
+class BarStore:
+    """Bars in one table of the database at ``url``; the schema is created on first use."""
+
+    def __init__(self, url: str = DEFAULT_STORE) -> None:
+        try:
+            self.engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            raise KerastraderError(f"store {url!r}: {exc}") from None
+        self.name = self.engine.url.render_as_string(hide_password=True)
+        self.metadata = sa.MetaData()
+        self.table = _table(self.metadata)
+        try:
+            self.metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise KerastraderError(f"store {self.name}: cannot open ({exc.orig})") from None
+
+    def ingest(
+        self,
+        bars: pd.DataFrame,
+        symbol: str,
+        timeframe: str = "1d",
+        *,
+        replace: bool = False,
+        validate: bool = True,
+    ) -> IngestResult:
+        """Add validated bars; all or nothing.
+
+        ``validate=False`` exists for tests of the transaction (the database's own checks
+        still apply); users never need it.
+        """
+        source = bars.attrs.get("source", "bars")
+        if validate:
+            validate_bars(bars, source)
+        frame = pd.DataFrame(
+            {c: bars[c].to_numpy(dtype=np.float64) for c in CANONICAL},
+            index=pd.DatetimeIndex(bars.index),
+        )
+        if frame.index.tz is not None:
+            frame.index = frame.index.tz_convert("UTC").tz_localize(None)
+        t = self.table
+        with self.engine.begin() as conn:
+            existing = self._existing(conn, symbol, timeframe, frame.index)
+            new = frame[~frame.index.isin(existing.index)]
+            known = frame[frame.index.isin(existing.index)]
+            old = existing.loc[known.index]
+            differs = ~np.isclose(known.to_numpy(), old.to_numpy(), rtol=_TOLERANCE, atol=0).all(
+                axis=1
+            )
+            changed = known[differs]
+            if len(changed) and not replace:
+                when = changed.index[0]
+                raise DataError(
+                    source,
+                    f"{symbol} {timeframe} bar at {when} is already stored with different values "
+                    f"(stored close {old.loc[when, 'close']:g}, new {changed.loc[when, 'close']:g})"
+                    f"; {len(changed)} bar(s) differ. Nothing was written; use --replace to "
+                    "overwrite them",
+                )
+            if len(new):
+                try:
+                    conn.execute(t.insert(), self._records(new, symbol, timeframe))
+                except sa.exc.IntegrityError as exc:
+                    raise DataError(
+                        source, f"the store refused the bars ({exc.orig}); nothing was written"
+                    ) from None
+            if len(changed):
+                conn.execute(
+                    t.update()
+                    .where(t.c.symbol == sa.bindparam("b_symbol"))
+                    .where(t.c.timeframe == sa.bindparam("b_timeframe"))
+                    .where(t.c.ts == sa.bindparam("b_ts"))
+                    .values({c: sa.bindparam(f"b_{c}") for c in CANONICAL}),
+                    [
+                        {f"b_{k}": v for k, v in r.items()}
+                        for r in self._records(changed, symbol, timeframe)
+                    ],
+                )
+        result = IngestResult(len(new), int((~differs).sum()), len(changed))
+        log.info(
+            "%s: %s %s: %d new, %d unchanged, %d replaced",
+            self.name,
+            symbol,
+            timeframe,
+            result.inserted,
+            result.unchanged,
+            result.replaced,
+        )
+        return result
+
+    def _existing(
+        self, conn: sa.Connection, symbol: str, timeframe: str, index: pd.DatetimeIndex
+    ) -> pd.DataFrame:
+        t = self.table
+        if len(index) == 0:
+            return pd.DataFrame(columns=list(CANONICAL), index=pd.DatetimeIndex([]))
+        query = (
+            sa.select(t.c.ts, *(t.c[c] for c in CANONICAL))
+            .where(t.c.symbol == symbol, t.c.timeframe == timeframe)
+            .where(t.c.ts >= index.min().to_pydatetime(), t.c.ts <= index.max().to_pydatetime())
+        )
+        rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["ts", *CANONICAL])
+        return frame.set_index(pd.DatetimeIndex(frame["ts"])).drop(columns="ts").astype(float)
+
+    @staticmethod
+    def _records(frame: pd.DataFrame, symbol: str, timeframe: str) -> list[dict]:
+        stamps = frame.index.to_pydatetime()
+        cols = {c: frame[c].to_numpy().tolist() for c in CANONICAL}
+        return [
+            {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "ts": stamps[i],
+                **{c: cols[c][i] for c in CANONICAL},
+            }
+            for i in range(len(frame))
+        ]
+
+    def read(
+        self,
+        symbol: str,
+        timeframe: str = "1d",
+        start: str | pd.Timestamp | None = None,
+        end: str | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Bars of one symbol and timeframe, oldest first, in the loaders' layout."""
+        t = self.table
+        query = sa.select(t.c.ts, *(t.c[c] for c in CANONICAL)).where(
+            t.c.symbol == symbol, t.c.timeframe == timeframe
+        )
+        if start:
+            query = query.where(t.c.ts >= pd.Timestamp(start).to_pydatetime())
+        if end:
+            query = query.where(t.c.ts <= pd.Timestamp(end).to_pydatetime())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.ts)).all()
+        source = f"{self.name} {symbol} {timeframe}"
+        if not rows:
+            raise DataError(source, "no bars stored for this symbol, timeframe and period")
+        frame = pd.DataFrame(rows, columns=["datetime", *CANONICAL])
+        bars = (
+            frame.set_index(pd.DatetimeIndex(frame["datetime"], name="datetime"))
+            .drop(columns="datetime")
+            .astype(float)
+        )
+        bars.attrs.update(source=source, notes=[])
+        return bars
+
+    def symbols(self) -> list[tuple[str, str, int]]:
+        """(symbol, timeframe, bars) for everything stored."""
+        t = self.table
+        query = sa.select(t.c.symbol, t.c.timeframe, sa.func.count()).group_by(
+            t.c.symbol, t.c.timeframe
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query.order_by(t.c.symbol)).all()]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar())
+
+
+def default_symbol(path: str | Path) -> str:
+    """``orcl-1995-2014.csv`` -> ``ORCL``: the first dash-separated word of the file name."""
+    return Path(path).stem.split("-")[0].split("_")[0].upper()
