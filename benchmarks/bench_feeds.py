@@ -3,12 +3,14 @@
 Run: ``.venv/bin/python benchmarks/bench_feeds.py [--rows N]``. Generates N one-minute bars
 (default 1,000,000), writes them as CSV and Parquet, and prints rows/s of kerastrader's
 load + validate next to ``pandas.read_csv`` / ``pandas.read_parquet`` of the same file.
-(The bar store rows of the feeds issue are not built yet.)
+Then ingests the validated bars into the bar store and reads them back, on SQLite and (when
+``--postgres URL`` or KERASTRADER_TEST_POSTGRES is given) PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import pandas as pd
 
 from kerastrader.feeds.frames import load_parquet
 from kerastrader.feeds.loader import load_csv
+from kerastrader.feeds.store import BarStore
 
 
 def generate(n: int, seed: int = 0) -> pd.DataFrame:
@@ -53,12 +56,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--postgres", default=os.environ.get("KERASTRADER_TEST_POSTGRES"))
     args = ap.parse_args()
     frame = generate(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         csv, parquet = Path(tmp) / "bars.csv", Path(tmp) / "bars.parquet"
         frame.to_csv(csv, date_format="%Y-%m-%d %H:%M:%S")
         frame.to_parquet(parquet)
+        bars = load_csv(csv)
+        stores = [("SQLite", f"sqlite:///{Path(tmp) / 'bars.sqlite'}")]
+        if args.postgres:
+            stores.append(("PostgreSQL", args.postgres))
+        store_rows = []
+        for name, url in stores:
+            store = BarStore(url)
+            with store.engine.begin() as conn:
+                conn.execute(store.table.delete().where(store.table.c.symbol == "BENCH"))
+            t0 = time.perf_counter()
+            store.ingest(bars, "BENCH", "1m")
+            ingest = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            store.read("BENCH", "1m")
+            read = time.perf_counter() - t0
+            store_rows.append((name, ingest, read))
+            with store.engine.begin() as conn:
+                conn.execute(store.table.delete().where(store.table.c.symbol == "BENCH"))
         rows = [
             ("CSV: pandas.read_csv", best(lambda: pd.read_csv(csv), args.repeats)),
             ("CSV: kerastrader load + validate", best(lambda: load_csv(csv), args.repeats)),
@@ -74,6 +96,9 @@ def main() -> None:
             "" if i % 2 == 0 else f"{seconds / rows[i - 1][1]:.2f} x the plain read (target <= 2)"
         )
         print(f"{name:40s} {args.rows / seconds:12,.0f} rows/s   {ratio}")
+    for name, ingest, read in store_rows:
+        print(f"{'store ' + name + ': ingest':40s} {args.rows / ingest:12,.0f} rows/s")
+        print(f"{'store ' + name + ': read back':40s} {args.rows / read:12,.0f} rows/s")
 
 
 if __name__ == "__main__":

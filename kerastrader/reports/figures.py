@@ -218,6 +218,23 @@ def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, byt
     return out
 
 
+def _pyfolio_plot(title: str, figsize: tuple[float, float], draw) -> bytes | None:
+    """One of pyfolio's single plots, or None (logged) when pyfolio cannot draw this input.
+
+    These plots are extras: a pyfolio failure on an odd series must not cost the whole report.
+    """
+    fig, ax = plt.subplots(figsize=figsize)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            draw(ax)
+    except Exception as exc:
+        plt.close(fig)
+        log.warning("figure %r skipped: %s", title, exc)
+        return None
+    return png(fig)
+
+
 def rolling_figures(returns: pd.Series, benchmark: pd.Series) -> list[tuple[str, bytes]]:
     """Six-month rolling Sharpe ratio and volatility against the benchmark (pyfolio's plots)."""
     from kerastrader.reports.stats import import_pyfolio
@@ -226,15 +243,15 @@ def rolling_figures(returns: pd.Series, benchmark: pd.Series) -> list[tuple[str,
     out: list[tuple[str, bytes]] = []
     if len(returns) < 130:  # pyfolio's window is six months of business days
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for title, plot in (
-            ("Rolling Sharpe ratio (6 months)", plotting.plot_rolling_sharpe),
-            ("Rolling volatility (6 months)", plotting.plot_rolling_volatility),
-        ):
-            fig, ax = plt.subplots(figsize=(10, 3.2))
-            plot(returns, factor_returns=benchmark, ax=ax)
-            out.append((title, png(fig)))
+    for title, plot in (
+        ("Rolling Sharpe ratio (6 months)", plotting.plot_rolling_sharpe),
+        ("Rolling volatility (6 months)", plotting.plot_rolling_volatility),
+    ):
+        data = _pyfolio_plot(
+            title, (10, 3.2), lambda ax, plot=plot: plot(returns, factor_returns=benchmark, ax=ax)
+        )
+        if data is not None:
+            out.append((title, data))
     return out
 
 
@@ -245,11 +262,9 @@ def exposure_figure(returns: pd.Series, positions: pd.DataFrame) -> bytes | None
     plotting = import_pyfolio().plotting
     if positions.empty:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fig, ax = plt.subplots(figsize=(10, 3.2))
-        plotting.plot_exposures(returns, positions, ax=ax)
-    return png(fig)
+    return _pyfolio_plot(
+        "exposure", (10, 3.2), lambda ax: plotting.plot_exposures(returns, positions, ax=ax)
+    )
 
 
 def compare_figure(curves: dict[str, pd.Series]) -> bytes:

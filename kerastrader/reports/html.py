@@ -44,6 +44,7 @@ HEADLINE = [
 
 
 def fmt(value: Any, kind: str = "num") -> str:
+    """A metric as escaped text: a percentage, a number, or 'n/a' for what JSON holds as null."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -52,6 +53,7 @@ def fmt(value: Any, kind: str = "num") -> str:
 
 
 def img(title: str, data: bytes) -> str:
+    """A PNG inlined as a data URI: the page must open anywhere, offline, as one file."""
     b64 = base64.b64encode(data).decode("ascii")
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">'
@@ -97,6 +99,7 @@ def monthly_table(returns: pd.Series) -> str:
 
 
 def frame_table(frame: pd.DataFrame, float_format: str = "{:,.4f}") -> str:
+    """pandas' HTML with its text escaped (symbols and column names come from user data)."""
     return frame.to_html(
         float_format=lambda x: float_format.format(x), border=0, na_rep="", escape=True
     )
@@ -135,6 +138,7 @@ SECTIONS = [
 
 
 def render(page: Page) -> str:
+    """The whole page as one string; every text that comes from data or config is escaped."""
     m = page.metrics
     run, strat, bench, model = m["run"], m["strategy"], m["benchmark"], m.get("model")
     period = (
@@ -158,7 +162,13 @@ def render(page: Page) -> str:
         (html.escape(label), fmt(strat.get(key), kind), fmt(bench.get(key), kind))
         for key, label, kind in HEADLINE
     ]
-    rows.append(("Final value", f"{run['final_value']:,.2f}", ""))
+    bench_cum = bench.get("cumulative_returns")
+    bench_final = (
+        f"{run['start_value'] * (1 + bench_cum):,.2f}"
+        if bench_cum is not None and run.get("start_value") is not None
+        else ""
+    )
+    rows.append(("Final value", f"{run['final_value']:,.2f}", bench_final))
     rows.append(("Closed trades / fills", f"{run['trades']} / {run['fills']}", ""))
     parts.append(table(rows, ("", "Strategy", "Buy and hold")))
     if page.equity_png:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kerastrader.reports.analyzer import TXN_COLUMNS
 from kerastrader.reports.stats import benchmark_stats, json_number, strategy_stats
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,40 @@ def _clean(obj: Any) -> Any:
     return json_number(obj)
 
 
+def _check_inputs(
+    returns: pd.Series,
+    benchmark: pd.Series,
+    positions: pd.DataFrame,
+    transactions: pd.DataFrame,
+    y_true: np.ndarray | None,
+    y_prob: np.ndarray | None,
+    diagnostic_dates: pd.DatetimeIndex | None,
+) -> None:
+    """Programming errors, raised before anything is written (pyfolio needs UTC indexes)."""
+    for name, obj in (
+        ("returns", returns),
+        ("benchmark", benchmark),
+        ("positions", positions),
+        ("transactions", transactions),
+    ):
+        tz = getattr(obj.index, "tz", None)
+        if tz is None or str(tz) != "UTC":
+            raise ValueError(f"{name} needs a UTC DatetimeIndex (pyfolio's layout), got {tz}")
+    missing = returns.index.difference(benchmark.index)
+    if len(missing):  # the report would silently compare against zero returns
+        raise ValueError(f"benchmark has no return on {len(missing)} strategy dates")
+    missing_cols = [c for c in TXN_COLUMNS if c not in transactions.columns]
+    if missing_cols:
+        raise ValueError(f"transactions lack columns {missing_cols}")
+    if (y_true is None) != (y_prob is None):
+        raise ValueError("y_true and y_prob come together")
+    if y_true is not None and np.size(y_true) != np.size(y_prob):
+        raise ValueError(f"{np.size(y_true)} labels but {np.size(y_prob)} predictions")
+    if diagnostic_dates is not None and y_true is not None:
+        if len(diagnostic_dates) != np.size(y_true):
+            raise ValueError(f"{len(diagnostic_dates)} dates for {np.size(y_true)} labels")
+
+
 def write_run_files(
     out_dir: Path,
     *,
@@ -74,12 +109,21 @@ def write_run_files(
     extra_run: dict | None = None,
     data: dict | None = None,
     diagnostic_dates: pd.DatetimeIndex | None = None,
-) -> dict:
-    """Write the run's files, then build report.html from them (as ``kerastrader report``)."""
+) -> dict[str, Any]:
+    """Write the run's files, then build report.html from them (as ``kerastrader report``).
+
+    The page is built from the files just written, never from the arguments, so a later
+    ``kerastrader report RUN_DIR`` rebuilds the same page. Inputs are checked before the first
+    file is touched: a bad call leaves an existing run directory as it was. ``data`` (the
+    bars' provenance) and ``diagnostic_dates`` (the dates of ``y_true``) are optional extras
+    the backtest passes.
+    """
     from kerastrader.reports.report import render_report
 
+    _check_inputs(returns, benchmark, positions, transactions, y_true, y_prob, diagnostic_dates)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A benchmark return that is NaN (the first bar of a file has no previous close) is 0.
     benchmark = benchmark.reindex(returns.index).fillna(0.0).rename("benchmark")
     final_value = float(start_value * np.prod(1.0 + returns.to_numpy()))
     metrics = {
@@ -114,12 +158,18 @@ def write_run_files(
     _atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
     _atomic_write(out_dir / "config.toml", config_toml)
     _atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    if y_true is not None and y_prob is not None and diagnostic_dates is not None:
+    if y_true is not None and y_prob is not None:
+        # The model figures are drawn from this file; without dates it still carries them.
+        dates = (
+            _date_strings(pd.DatetimeIndex(diagnostic_dates))
+            if diagnostic_dates is not None
+            else [""] * len(np.ravel(y_true))
+        )
         diag = pd.DataFrame(
             {
-                "date": _date_strings(pd.DatetimeIndex(diagnostic_dates)),
-                "label": np.asarray(y_true, dtype=int),
-                "prediction": np.asarray(y_prob, dtype=float),
+                "date": dates,
+                "label": np.asarray(y_true, dtype=int).ravel(),
+                "prediction": np.asarray(y_prob, dtype=float).ravel(),
             }
         )
         _atomic_write(out_dir / "diagnostics.csv", diag.to_csv(index=False, float_format="%.8f"))
