@@ -60,7 +60,14 @@ def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
     else:
         path = Path(d["path"]) if d["path"] else embedded_data_path()
         bars = load_any(
-            path, date_format=d["date_format"], adjust=d["adjust"], missing=d["missing"]
+            path,
+            date_format=d["date_format"],
+            adjust=d["adjust"],
+            missing=d["missing"],
+            columns=d["columns"] or None,
+            names=d["names"] or None,
+            timezone=d["timezone"],
+            symbol=d["symbol"],
         )
         path_text, digest = str(path), bars.attrs.get("sha256")
     info = {

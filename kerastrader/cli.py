@@ -111,7 +111,8 @@ def run_report_command(args: argparse.Namespace) -> int:
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Validate a bar file and add it to the store, all or nothing."""
     from kerastrader.feeds.frames import load_any
-    from kerastrader.feeds.store import BarStore, default_symbol
+    from kerastrader.feeds.loader import default_symbol
+    from kerastrader.feeds.store import BarStore
 
     bars = load_any(
         args.source, date_format=args.date_format, adjust=args.adjust, missing=args.missing

@@ -13,7 +13,7 @@ import pytest
 from kerastrader.config import embedded_data_path
 from kerastrader.errors import ConfigError, DataError
 from kerastrader.feeds.btfeed import make_feed
-from kerastrader.feeds.loader import load_csv
+from kerastrader.feeds.loader import load_csv, load_csv_symbols
 from kerastrader.feeds.validate import validate_bars
 from tests.conftest import random_walk_bars, shared_file
 
@@ -266,13 +266,84 @@ def test_feed_carries_the_name_and_the_bars_into_backtrader(tmp_path):
     assert [s[2] for s in seen] == list(bars["close"])
 
 
-def test_an_intraday_file_with_a_time_column_says_why_dates_repeat(tmp_path):
+def test_a_separate_time_column_is_joined_to_the_date(tmp_path):
     rows = ["2006-01-02,09:05:00,10,11,9,10.5,0", "2006-01-02,09:10:00,10.5,11,10,10.8,0"]
-    path = write(tmp_path, rows, header="Date,Time,Open,High,Low,Close,Volume")
-    with pytest.raises(DataError, match=r"row 3: duplicate timestamp.*separate 'Time' column"):
+    bars = load_csv(write(tmp_path, rows, header="Date,Time,Open,High,Low,Close,Volume"))
+    assert list(bars.index) == [pd.Timestamp("2006-01-02 09:05"), pd.Timestamp("2006-01-02 09:10")]
+
+
+def test_repeated_dates_without_a_time_column_say_what_is_missing(tmp_path):
+    rows = ["2006-01-02 ,10,11,9,10.5,0", "2006-01-02,10.5,11,10,10.8,0"]
+    path = write(tmp_path, rows, header="Date,Open,High,Low,Close,Volume")
+    with pytest.raises(DataError, match=r"row 3: duplicate timestamp.*needs its time column"):
         load_csv(path)
 
 
-def test_a_number_too_large_for_a_float_is_named(tmp_path):
-    path, msg = bad(tmp_path, 1, "2014-01-03,10.2,1e400,10.1,10.8,10.5,1200")
-    assert msg == f"{path}, row 3: high is infinite or too large for a float"
+def test_the_real_five_minute_file_loads_with_its_time_column():
+    bars = load_csv(shared_file("2006-min-005.csv"))
+    assert bars.index[0] == pd.Timestamp("2006-01-02 09:05")
+    assert len(bars) == 2142
+
+
+def test_the_malformed_minute_file_loads_when_its_columns_are_named():
+    path = shared_file("2006-01-02-volume-min-001.csv")
+    names = ["Date", "Time", "Open", "High", "Low", "Close", "Volume", "OpenInterest"]
+    bars = load_csv(path, names=names)
+    assert bars.index[0] == pd.Timestamp("2006-01-02 09:01")
+    assert bars["close"].iloc[0] == 3599.0 and bars["volume"].iloc[0] == 5699
+
+
+def test_a_generic_layout_loads_through_a_column_mapping(tmp_path):
+    path = write(
+        tmp_path,
+        ["02/01/2014;x,10.0,10.5,9.8,10.2,1000", "03/01/2014;x,10.2,10.9,10.1,10.8,1200"],
+        header="when,o,h,l,last,qty",
+    )
+    mapping = {
+        "date": "when",
+        "open": "o",
+        "high": "h",
+        "low": "l",
+        "close": "last",
+        "volume": "qty",
+    }
+    with pytest.raises(DataError, match="row 2: unparsable date"):
+        load_csv(path, columns=mapping, date_format="%d/%m/%Y")
+    path.write_text(path.read_text().replace(";x", ""))
+    bars = load_csv(path, columns=mapping, date_format="%d/%m/%Y")
+    assert bars.index[1] == pd.Timestamp("2014-01-03") and bars["close"].iloc[1] == 10.8
+
+
+def test_a_mapping_to_a_column_the_file_lacks_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"data.columns.close = 'Last', but the header is"):
+        load_csv(write(tmp_path, GOOD), columns={"close": "Last"})
+
+
+def test_exchange_timezone_timestamps_are_kept_in_utc(tmp_path):
+    rows = ["2014-01-02,09:30:00,10,11,9,10.5,5", "2014-07-01,09:30:00,10.5,11,10,10.8,5"]
+    path = write(tmp_path, rows, header="Date,Time,Open,High,Low,Close,Volume")
+    bars = load_csv(path, timezone="America/New_York")
+    assert list(bars.index) == [pd.Timestamp("2014-01-02 14:30"), pd.Timestamp("2014-07-01 13:30")]
+
+
+def test_long_format_file_becomes_one_validated_frame_per_symbol(tmp_path):
+    rows = [
+        "AAA,2014-01-02,10,11,9,10.5,5",
+        "BBB,2014-01-02,20,21,19,20.5,5",
+        "AAA,2014-01-03,10.5,11,10,10.8,5",
+        "BBB,2014-01-03,20.5,21,20,20.8,5",
+    ]
+    path = write(tmp_path, rows, header="Symbol,Date,Open,High,Low,Close,Volume")
+    frames = load_csv_symbols(path)
+    assert sorted(frames) == ["AAA", "BBB"]
+    assert list(frames["BBB"]["close"]) == [20.5, 20.8]
+    assert load_csv(path, symbol="AAA")["close"].iloc[-1] == 10.8
+    with pytest.raises(DataError, match="holds 2 symbols.*choose one"):
+        load_csv(path)
+
+
+def test_a_bad_row_in_a_long_file_names_the_symbol_and_line(tmp_path):
+    rows = ["AAA,2014-01-02,10,11,9,10.5,5", "BBB,2014-01-02,20,19,21,20.5,5"]
+    path = write(tmp_path, rows, header="Symbol,Date,Open,High,Low,Close,Volume")
+    with pytest.raises(DataError, match=r"\[BBB\], row 3: High \(19\) is below Low"):
+        load_csv_symbols(path)

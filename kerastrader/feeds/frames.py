@@ -77,10 +77,8 @@ def load_parquet(path: str | Path) -> pd.DataFrame:
     return bars
 
 
-def load_any(
-    path: str | Path, *, date_format: str = "iso", adjust: bool = False, missing: str = "error"
-) -> pd.DataFrame:
-    """CSV or Parquet by the file's suffix; the CSV options apply to CSV files."""
+def load_any(path: str | Path, *, adjust: bool = False, **csv_options) -> pd.DataFrame:
+    """CSV or Parquet by the file's suffix; ``csv_options`` go to :func:`load_csv`."""
     from kerastrader.feeds.loader import load_csv
 
     suffix = Path(path).suffix.lower()
@@ -93,4 +91,4 @@ def load_any(
             for col in ("open", "high", "low", "close"):
                 bars[col] = bars[col] * ratio
         return bars
-    return load_csv(path, date_format=date_format, adjust=adjust, missing=missing)
+    return load_csv(path, adjust=adjust, **csv_options)

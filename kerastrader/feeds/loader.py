@@ -60,7 +60,7 @@ def _read_bytes(path: Path) -> bytes:
     return data.removeprefix(b"\xef\xbb\xbf")
 
 
-def _line_layout(data: bytes, source: str) -> tuple[np.ndarray, int]:
+def _line_layout(data: bytes, source: str, expected: int | None = None) -> tuple[np.ndarray, int]:
     """Line numbers of the data rows (blank lines skipped) and the header's field count.
 
     Counts delimiters per line with numpy, so that a row with a field more or less than the
@@ -85,15 +85,17 @@ def _line_layout(data: bytes, source: str) -> tuple[np.ndarray, int]:
         fields = fields[~blank]
     if len(lines) == 0:
         raise DataError(source, "empty file (no header, no rows)")
-    header_fields = int(fields[0])
+    header_fields = int(fields[0]) if expected is None else expected
     wrong = np.flatnonzero(fields[1:] != header_fields)
     if len(wrong):
         i = wrong[0] + 1
+        named = "the header names" if expected is None else "data.names lists"
         raise DataError(
             source,
-            f"row has {fields[i]} fields but the header names {header_fields}"
+            f"row has {fields[i]} fields but {named} {header_fields}"
             + (
-                " (a column the header does not name, such as a separate time column?)"
+                " (a column the header does not name, such as a separate time column? "
+                "data.names can name the file's columns)"
                 if fields[i] > header_fields
                 else ""
             ),
@@ -117,26 +119,68 @@ def _csv_layout(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(fields, dtype=int), np.array(lines, dtype=int)
 
 
-def _map_columns(columns: list[str], source: str, need_adj: bool) -> dict[str, str]:
-    """Header name -> canonical name. Exact Yahoo names, or the same names in any case."""
+CANONICAL_KEYS = ("date", "time", "open", "high", "low", "close", "adj_close", "volume", "symbol")
+_AUTO = {
+    "date": ("Date", "Datetime", "Timestamp"),
+    "time": ("Time",),
+    "open": ("Open",),
+    "high": ("High",),
+    "low": ("Low",),
+    "close": ("Close",),
+    "adj_close": ("Adj Close", "Adj_Close", "AdjClose"),
+    "volume": ("Volume",),
+    "symbol": ("Symbol", "Ticker"),
+}
+_REQUIRED_KEYS = ("date", "open", "high", "low", "close", "volume")
+
+
+def _map_columns(
+    header: list[str], source: str, need_adj: bool, explicit: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Canonical name -> the file's column: ``explicit`` first, then the usual names.
+
+    The usual names (Yahoo's ``Date,Open,High,Low,Close,Adj Close,Volume``, plus ``Time`` and
+    ``Symbol``) match exactly or in another case; a near miss is an error with a suggestion.
+    """
+    explicit = dict(explicit or {})
+    unknown = [k for k in explicit if k not in CANONICAL_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"data.columns: unknown key(s) {', '.join(unknown)}; known: {', '.join(CANONICAL_KEYS)}"
+        )
     mapping: dict[str, str] = {}
-    lowered = {c.strip().lower(): c for c in columns}
-    for yahoo, canonical in YAHOO.items():
-        if yahoo in columns:
-            mapping[yahoo] = canonical
-        elif yahoo.lower() in lowered and lowered[yahoo.lower()] == lowered[yahoo.lower()].strip():
-            mapping[lowered[yahoo.lower()]] = canonical
-    required = list(REQUIRED) + (["Adj Close"] if need_adj else [])
-    for name in required:
-        if YAHOO[name] not in mapping.values():
-            unused = [c for c in columns if c not in mapping]
-            near = difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
-            near += [c for c in unused if c.strip().lower() == name.lower() and c not in near]
-            hint = f" (found {near[0]!r}: misspelt?)" if near else ""
-            why = " (needed by adjust = true)" if name == "Adj Close" else ""
+    for key, column in explicit.items():
+        if column not in header:
             raise DataError(
                 source,
-                f"missing column {name!r}{why}{hint}; the header is {', '.join(columns)}",
+                f"data.columns.{key} = {column!r}, but the header is {', '.join(header)}",
+                1,
+            )
+        mapping[key] = column
+    exact = set(header)
+    lowered = {c.lower(): c for c in header}
+    for key, names in _AUTO.items():
+        if key in mapping:
+            continue
+        for name in names:
+            if name in exact:
+                mapping[key] = name
+                break
+            if name.lower() in lowered:
+                mapping[key] = lowered[name.lower()]
+                break
+    required = list(_REQUIRED_KEYS) + (["adj_close"] if need_adj else [])
+    for key in required:
+        if key not in mapping:
+            name = _AUTO[key][0]
+            unused = [c for c in header if c not in mapping.values()]
+            near = difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
+            hint = f" (found {near[0]!r}: misspelt?)" if near else ""
+            why = " (needed by adjust = true)" if key == "adj_close" else ""
+            raise DataError(
+                source,
+                f"missing column {name!r}{why}{hint}; the header is {', '.join(header)} "
+                "(data.columns can map other names)",
                 1,
             )
     return mapping
@@ -163,6 +207,11 @@ def _parse_dates(text: pd.Series, date_format: str, source: str, lines: np.ndarr
             )
     else:
         dates = pd.to_datetime(stripped, format=fmt, errors="coerce")
+        timed = dates.isna() & stripped.str.contains(" ", regex=False)
+        if fmt != "ISO8601" and timed.any():  # a pattern for the date, joined to a time
+            dates[timed] = pd.to_datetime(
+                stripped[timed], format=f"{fmt} %H:%M:%S", errors="coerce"
+            )
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
         i = bad[0]
@@ -206,32 +255,32 @@ def _numbers(raw: pd.DataFrame, columns: list[str], source: str, lines: np.ndarr
     return values, missing
 
 
-def load_csv(
-    path: str | Path, *, date_format: str = "iso", adjust: bool = False, missing: str = "error"
-) -> pd.DataFrame:
-    """Load, validate and (optionally) adjust a Yahoo-layout daily bar CSV.
-
-    Returns a frame indexed by a tz-naive ``DatetimeIndex`` named ``datetime`` with float
-    columns ``open, high, low, close, volume`` (and ``adj_close`` when the file has it);
-    ``attrs`` carries the source path and its SHA-256. ``adjust`` multiplies Open, High, Low
-    and Close by ``Adj Close / Close`` (volume is left as traded). ``missing`` decides what an
-    empty or NaN cell does: ``"error"`` (default), ``"interpolate"`` (linear, interior gaps
-    only) or ``"drop"`` (the row); the count of cells or rows touched is logged.
-    """
-    if missing not in MISSING_POLICIES:
-        raise ConfigError(
-            f"data.missing = {missing!r}: expected one of {', '.join(MISSING_POLICIES)}"
-        )
-    path = Path(path)
+def _read_table(
+    path: Path,
+    *,
+    date_format: str,
+    need_adj: bool,
+    columns: dict[str, str] | None,
+    names: list[str] | None,
+    timezone: str,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The file's rows with canonical column names and a parsed UTC ``datetime`` column."""
     source = str(path)
     data = _read_bytes(path)
-    lines, _ = _line_layout(data, source)
+    lines, _ = _line_layout(data, source, expected=len(names) if names else None)
     try:
-        columns = [str(c) for c in pd.read_csv(io.BytesIO(data), nrows=0).columns]
-        mapping = _map_columns(columns, source, need_adj=adjust)
+        header = (
+            list(names)
+            if names
+            else [str(c) for c in pd.read_csv(io.BytesIO(data), nrows=0).columns]
+        )
+        mapping = _map_columns(header, source, need_adj=need_adj, explicit=columns)
         raw = pd.read_csv(
             io.BytesIO(data),
-            usecols=list(mapping),
+            names=list(names) if names else None,
+            header=0,
+            usecols=list(mapping.values()),
+            dtype={mapping["symbol"]: str} if "symbol" in mapping else None,
             na_values=sorted(_NA_TEXT),
             keep_default_na=True,
             skip_blank_lines=True,
@@ -242,23 +291,45 @@ def load_csv(
         raise DataError(source, f"read {len(raw)} rows but the file has {len(lines)} data lines")
     if len(raw) == 0:
         raise DataError(source, "no bars: the file has a header but no rows", 2)
-    raw = raw.rename(columns=mapping)
+    raw = raw.rename(columns={v: k for k, v in mapping.items()})
+    text = raw["date"].astype("string").str.strip()
+    if "time" in raw:
+        text = text + " " + raw["time"].astype("string").str.strip()
+    dates = pd.DatetimeIndex(_parse_dates(text, date_format, source, lines))
+    if timezone != "UTC":
+        try:
+            dates = dates.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:  # zoneinfo and pandas raise several kinds
+            raise DataError(
+                source, f"timestamps cannot be read in data.timezone {timezone!r} ({exc})"
+            ) from None
+        dates = dates.tz_convert("UTC").tz_localize(None)
+    raw["datetime"] = dates
+    return raw, lines
 
-    dates = _parse_dates(raw["datetime"], date_format, source, lines)
-    index = pd.DatetimeIndex(dates, name="datetime")
+
+def _bars(
+    raw: pd.DataFrame,
+    lines: np.ndarray,
+    source: str,
+    *,
+    adjust: bool,
+    missing: str,
+    sha256: str,
+) -> pd.DataFrame:
+    """One instrument's rows -> validated bars."""
+    index = pd.DatetimeIndex(raw["datetime"].to_numpy(), name="datetime")
     try:
         check_index(index, source, lines)
     except DataError as exc:
-        times = [c for c in columns if c.strip().lower() == "time"]
-        if times and "duplicate" in exc.problem:
+        if "time" not in raw and "duplicate" in exc.problem and "symbol" not in raw:
             raise DataError(
                 source,
-                f"{exc.problem}; the file has a separate {times[0]!r} column, which this "
-                "daily loader does not combine with the date",
+                f"{exc.problem}; several bars share a date: an intraday file needs its time "
+                "column (named Time, or mapped with data.columns.time)",
                 exc.row,
             ) from None
         raise
-
     numeric = [c for c in (*CANONICAL, "adj_close") if c in raw.columns]
     values, gaps = _numbers(raw, numeric, source, lines)
     frame = pd.DataFrame(values, index=index)[numeric]
@@ -267,16 +338,117 @@ def load_csv(
     if any_gap.any():
         frame, lines, note = _handle_missing(frame, gaps, any_gap, missing, source, lines)
         notes.append(note)
-
     validate_bars(frame, source, lines)
     if adjust:
         ratio = frame["adj_close"] / frame["close"]
         for col in ("open", "high", "low", "close"):
             frame[col] = frame[col] * ratio
     frame.attrs["source"] = source
-    frame.attrs["sha256"] = file_sha256(path)
+    frame.attrs["sha256"] = sha256
     frame.attrs["notes"] = notes
     return frame
+
+
+def _check_missing_policy(missing: str) -> None:
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(
+            f"data.missing = {missing!r}: expected one of {', '.join(MISSING_POLICIES)}"
+        )
+
+
+def load_csv_symbols(
+    path: str | Path,
+    *,
+    date_format: str = "iso",
+    adjust: bool = False,
+    missing: str = "error",
+    columns: dict[str, str] | None = None,
+    names: list[str] | None = None,
+    timezone: str = "UTC",
+) -> dict[str, pd.DataFrame]:
+    """A long-format file (one row per symbol and bar) -> validated bars per symbol.
+
+    Rows are grouped by the symbol column (``Symbol``/``Ticker`` or ``data.columns.symbol``);
+    each symbol is validated on its own, and errors name the file line. A file without a
+    symbol column is one instrument, named after the file (``orcl-1995.csv`` -> ``ORCL``).
+    """
+    _check_missing_policy(missing)
+    path = Path(path)
+    raw, lines = _read_table(
+        path,
+        date_format=date_format,
+        need_adj=adjust,
+        columns=columns,
+        names=names,
+        timezone=timezone,
+    )
+    digest = file_sha256(path)
+    opts = {"adjust": adjust, "missing": missing, "sha256": digest}
+    if "symbol" not in raw:
+        return {default_symbol(path): _bars(raw, lines, str(path), **opts)}
+    symbols = raw["symbol"].astype("string").str.strip()
+    empty = np.flatnonzero(symbols.isna().to_numpy() | (symbols == "").to_numpy())
+    if len(empty):
+        raise DataError(str(path), "empty symbol", int(lines[empty[0]]))
+    out = {}
+    for sym, rows in raw.groupby(symbols.to_numpy(), sort=True):
+        positions = raw.index.get_indexer(rows.index)
+        out[str(sym)] = _bars(rows, lines[positions], f"{path} [{sym}]", **opts)
+    return out
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    date_format: str = "iso",
+    adjust: bool = False,
+    missing: str = "error",
+    columns: dict[str, str] | None = None,
+    names: list[str] | None = None,
+    timezone: str = "UTC",
+    symbol: str | None = None,
+) -> pd.DataFrame:
+    """Load, validate and (optionally) adjust one instrument's bars from a CSV file.
+
+    Returns a frame indexed by a tz-naive UTC ``DatetimeIndex`` named ``datetime`` with float
+    columns ``open, high, low, close, volume`` (and ``adj_close`` when the file has it);
+    ``attrs`` carries the source path, its SHA-256 and validation notes.
+
+    - ``date_format``: ``"iso"``, ``"dayfirst"`` or a strftime pattern; never guessed. A
+      separate time column (``Time``) is joined to the date (``%H:%M:%S`` after the pattern).
+    - ``columns``: canonical name -> the file's column, for layouts other than Yahoo's
+      (keys: date, time, open, high, low, close, adj_close, volume, symbol).
+    - ``names``: the file's columns in order, replacing its header line (for a header that
+      does not match its rows).
+    - ``timezone``: the zone of the file's timestamps; bars are kept in UTC.
+    - ``adjust`` multiplies Open, High, Low and Close by ``Adj Close / Close`` (volume is left
+      as traded). ``missing``: ``"error"`` (default), ``"interpolate"`` (linear, interior gaps
+      only) or ``"drop"`` (the row), with the count logged.
+    - ``symbol`` picks one instrument from a long-format file.
+    """
+    loaded = load_csv_symbols(
+        path,
+        date_format=date_format,
+        adjust=adjust,
+        missing=missing,
+        columns=columns,
+        names=names,
+        timezone=timezone,
+    )
+    if symbol is not None and symbol in loaded:
+        return loaded[symbol]
+    if len(loaded) == 1:  # one instrument: a file-name symbol is only a default
+        return next(iter(loaded.values()))
+    raise DataError(
+        str(path),
+        f"the file holds {len(loaded)} symbols ({', '.join(list(loaded)[:10])}); "
+        + ("choose one with data.symbol" if symbol is None else f"{symbol!r} is not one of them"),
+    )
+
+
+def default_symbol(path: str | Path) -> str:
+    """``orcl-1995-2014.csv`` -> ``ORCL``: the first dash- or underscore-separated word."""
+    return Path(path).stem.split("-")[0].split("_")[0].upper()
 
 
 def _handle_missing(

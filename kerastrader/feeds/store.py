@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,8 +210,3 @@ class BarStore:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar())
-
-
-def default_symbol(path: str | Path) -> str:
-    """``orcl-1995-2014.csv`` -> ``ORCL``: the first dash-separated word of the file name."""
-    return Path(path).stem.split("-")[0].split("_")[0].upper()
