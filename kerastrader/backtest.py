@@ -70,6 +70,19 @@ def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
             symbol=d["symbol"],
         )
         path_text, digest = str(path), bars.attrs.get("sha256")
+    notes = list(bars.attrs.get("notes", []))
+    if d["session_start"] or d["session_end"]:
+        from kerastrader.feeds.resample import filter_session
+
+        before = len(bars)
+        bars = filter_session(bars, d["session_start"] or "00:00", d["session_end"] or "23:59:59")
+        notes.append(f"session filter kept {len(bars)} of {before} bars")
+    if d["resample"]:
+        from kerastrader.feeds.resample import resample_bars
+
+        before = len(bars)
+        bars = resample_bars(bars, d["resample"])
+        notes.append(f"resampled {before} bars to {len(bars)} {d['resample']} bars")
     info = {
         "path": path_text,
         "sha256": digest,
@@ -80,7 +93,7 @@ def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
         "adjust": d["adjust"],
         "missing": d["missing"],
         "date_format": d["date_format"],
-        "notes": list(bars.attrs.get("notes", [])),
+        "notes": notes,
     }
     return bars, info
 
@@ -155,7 +168,8 @@ def run_experiment(
     # The feed starts at the first bar of the data, so predictions.csv has a row for every bar
     # (empty only during the warm-up); orders and returns start at the backtest period.
     window = bars.iloc[: last + 1]
-    start = bars.index[first].date()
+    intraday = bool((bars.index != bars.index.normalize()).any())
+    start = bars.index[first].to_pydatetime() if intraday else bars.index[first].date()
 
     b = cfg["broker"]
     cerebro = bt.Cerebro(stdstats=False, runonce=cfg["backtest"]["runonce"])
@@ -186,7 +200,10 @@ def run_experiment(
     predictions = pd.Series(pred, index=window.index, name="prediction")
 
     close = bars["close"]
-    bench = close.pct_change().iloc[first : last + 1]
+    # Buy and hold, daily: the last close of each day against the previous day's.
+    daily_close = close.iloc[: last + 1].groupby(close.index[: last + 1].normalize()).last()
+    bench = daily_close.pct_change()
+    bench = bench[bench.index >= bars.index[first].normalize()]
     bench.index = pd.DatetimeIndex(bench.index).tz_localize("UTC")
     bench.name = "benchmark"
     unmatched = analysis["returns"].index.difference(bench.index)
@@ -198,8 +215,8 @@ def run_experiment(
     model_metrics: dict[str, Any] | None = None
     if len(scored):
         model_metrics = classification_metrics(scored["y"].to_numpy(), scored["p"].to_numpy())
-        model_metrics["test_start"] = scored.index[0].date().isoformat()
-        model_metrics["test_end"] = scored.index[-1].date().isoformat()
+        model_metrics["test_start"] = _stamp(scored.index[0])
+        model_metrics["test_end"] = _stamp(scored.index[-1])
         model_metrics["source"] = "backtest period predictions"
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -234,11 +251,18 @@ def run_experiment(
     return RunResult(out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=predictions)
 
 
+def _stamp(when: pd.Timestamp) -> str:
+    """A date for daily bars, a date and time for intraday ones."""
+    if when == when.normalize():
+        return when.date().isoformat()
+    return when.isoformat(sep=" ")
+
+
 def _write_predictions(path: Path, predictions: pd.Series) -> None:
     """``date,prediction``: one row per bar of the feed, the prediction empty during warm-up."""
     frame = pd.DataFrame(
         {
-            "date": [d.date().isoformat() for d in predictions.index],
+            "date": [_stamp(d) for d in predictions.index],
             "prediction": [None if math.isnan(p) else p for p in predictions],
         }
     )

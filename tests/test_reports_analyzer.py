@@ -176,11 +176,18 @@ def test_daily_bars_stamped_with_a_time_are_dated_at_midnight(aaa):
     assert a["returns"].index[0] == pd.Timestamp(aaa.index[0], tz="UTC")
 
 
-def test_intraday_bars_keep_their_time_of_day(aaa):
+def test_intraday_bars_give_daily_returns_and_fills_keep_their_time_of_day(aaa):
     hourly = aaa.iloc[:100].copy()
     hourly.index = pd.date_range("2000-01-03 09:00", periods=100, freq="h")
-    _, a = backtest({"AAA": hourly}, plan={20: 0.5}, timeframe=bt.TimeFrame.Minutes, compression=60)
-    assert a["returns"].index[1] - a["returns"].index[0] == pd.Timedelta(hours=1)
+    strat, a = backtest(
+        {"AAA": hourly}, plan={20: 0.5}, timeframe=bt.TimeFrame.Minutes, compression=60
+    )
+    # pyfolio's unit is the day: one return per day, from each day's last bar.
+    assert list(a["returns"].index) == list(
+        pd.date_range("2000-01-03", periods=5, freq="D", tz="UTC")
+    )
+    growth = np.prod(1 + a["returns"].to_numpy())
+    assert a["start_value"] * growth == pytest.approx(strat.broker.getvalue(), rel=1e-9)
     assert a["transactions"].index[0] == pd.Timestamp("2000-01-03 09:00", tz="UTC") + pd.Timedelta(
         hours=20
     )

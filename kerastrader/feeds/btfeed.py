@@ -18,6 +18,12 @@ def make_feed(bars: pd.DataFrame, name: str, **kwargs: Any) -> bt.feeds.PandasDa
     if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is not None:
         # Backtrader works in naive datetimes; bars are kept in UTC.
         frame = frame.tz_convert("UTC").tz_localize(None)
+    if "timeframe" not in kwargs and len(frame) > 1:
+        step = pd.Series(frame.index).diff().median()
+        if step < pd.Timedelta("1D"):
+            # Intraday: tell Backtrader, or it treats every bar as a day (and resamples wrongly).
+            kwargs["timeframe"] = bt.TimeFrame.Minutes
+            kwargs.setdefault("compression", max(1, int(step / pd.Timedelta("1min"))))
     feed = bt.feeds.PandasData(
         dataname=frame,
         name=name,

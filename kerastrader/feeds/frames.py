@@ -79,7 +79,7 @@ def load_parquet(path: str | Path) -> pd.DataFrame:
 
 def load_any(path: str | Path, *, adjust: bool = False, **csv_options) -> pd.DataFrame:
     """CSV or Parquet by the file's suffix; ``csv_options`` go to :func:`load_csv`."""
-    from kerastrader.feeds.loader import load_csv
+    from kerastrader.feeds.loader import adjust_prices, load_csv
 
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq"):
@@ -87,8 +87,6 @@ def load_any(path: str | Path, *, adjust: bool = False, **csv_options) -> pd.Dat
         if adjust:
             if "adj_close" not in bars:
                 raise DataError(str(path), "adjust = true needs an Adj Close column")
-            ratio = bars["adj_close"] / bars["close"]
-            for col in ("open", "high", "low", "close"):
-                bars[col] = bars[col] * ratio
+            adjust_prices(bars)
         return bars
     return load_csv(path, adjust=adjust, **csv_options)

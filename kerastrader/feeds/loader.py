@@ -174,7 +174,10 @@ def _map_columns(
         if key not in mapping:
             name = _AUTO[key][0]
             unused = [c for c in header if c not in mapping.values()]
-            near = difflib.get_close_matches(name, unused, n=1, cutoff=0.6)
+            # Compared in lower case: 'hihg' in a lower-case layout is as near 'High' as 'Hihg'.
+            folded = {c.lower(): c for c in unused}
+            near = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.6)
+            near = [folded[c] for c in near]
             hint = f" (found {near[0]!r}: misspelt?)" if near else ""
             why = " (needed by adjust = true)" if key == "adj_close" else ""
             raise DataError(
@@ -340,13 +343,23 @@ def _bars(
         notes.append(note)
     validate_bars(frame, source, lines)
     if adjust:
-        ratio = frame["adj_close"] / frame["close"]
-        for col in ("open", "high", "low", "close"):
-            frame[col] = frame[col] * ratio
+        adjust_prices(frame)
     frame.attrs["source"] = source
     frame.attrs["sha256"] = sha256
     frame.attrs["notes"] = notes
     return frame
+
+
+def adjust_prices(frame: pd.DataFrame) -> None:
+    """Scale Open, High, Low by ``Adj Close / Close`` and make Close the Adj Close, in place."""
+    ratio = frame["adj_close"] / frame["close"]
+    for col in ("open", "high", "low"):
+        frame[col] = frame[col] * ratio
+    # Close is Adj Close itself: close * (adj / close) misses it by an ulp on ~1% of real
+    # rows. The clips keep Low <= Close <= High when that ulp would cross a bar's edge.
+    frame["close"] = frame["adj_close"]
+    frame["high"] = np.maximum(frame["high"], frame["close"])
+    frame["low"] = np.minimum(frame["low"], frame["close"])
 
 
 def _check_missing_policy(missing: str) -> None:

@@ -25,17 +25,18 @@ def _utc(index: list[dt.datetime] | pd.DatetimeIndex) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(index, name="date").tz_localize("UTC")
 
 
-def _as_date(start: Any) -> dt.date | None:
-    """Accept a date, a datetime, a pandas Timestamp or an ISO string: configs hold strings."""
+def _as_start(start: Any) -> dt.date | dt.datetime | None:
+    """A date (daily bars) or a datetime (intraday: the first bar to record); ISO strings too."""
     if start is None:
         return None
     if isinstance(start, str):
-        return dt.date.fromisoformat(start[:10])
+        return dt.datetime.fromisoformat(start) if len(start) > 10 else dt.date.fromisoformat(start)
     if isinstance(start, dt.datetime):  # also pd.Timestamp; must come before date
-        return start.date()
+        ts = pd.Timestamp(start)
+        return ts.date() if ts == ts.normalize() else ts.to_pydatetime()
     if isinstance(start, dt.date):
         return start
-    raise TypeError(f"start must be a date, got {type(start).__name__}")
+    raise TypeError(f"start must be a date or datetime, got {type(start).__name__}")
 
 
 def empty_transactions() -> pd.DataFrame:
@@ -58,9 +59,11 @@ class PortfolioAnalyzer(bt.Analyzer):
     params = (("start", None),)
 
     def start(self) -> None:
-        self._first = _as_date(self.p.start)
         self._names = [self._name_of(d) for d in self.strategy.datas]
         self._daily = all(d._timeframe >= bt.TimeFrame.Days for d in self.strategy.datas)
+        self._first = _as_start(self.p.start)
+        if self._daily and isinstance(self._first, dt.datetime):
+            self._first = self._first.date()  # daily bars: a time of day means its date
         self._dates: list[dt.datetime] = []
         self._values: list[float] = []
         self._rows: list[list[float]] = []
@@ -101,7 +104,10 @@ class PortfolioAnalyzer(bt.Analyzer):
         broker = self.strategy.broker
         value = float(broker.getvalue())
         when = self.strategy.datetime.datetime(0)
-        if self._first is not None and when.date() < self._first:
+        first = self._first
+        if first is not None and (
+            when < first if isinstance(first, dt.datetime) else when.date() < first
+        ):
             self._start_value = value
             return
         row = []
@@ -119,15 +125,22 @@ class PortfolioAnalyzer(bt.Analyzer):
         return _utc(index.normalize() if daily else index)
 
     def get_analysis(self) -> dict[str, Any]:
+        """Daily returns and end-of-day positions (pyfolio's unit); intraday fills keep times."""
         bars = pd.DatetimeIndex(self._dates)
         daily = self._daily and bars.normalize().is_unique
         if self._daily and not daily:
             log.warning("feeds say daily but several bars share a date: keeping the times")
-        index = self._index(self._dates, daily)
-        values = pd.Series(self._values, index=index, name="value", dtype=float)
+        stamps, values_, rows = self._dates, self._values, self._rows
+        if not self._daily:  # intraday bars: the portfolio at each day's last bar
+            last = pd.Series(range(len(bars)), index=bars.normalize()).groupby(level=0).last()
+            stamps = list(last.index.to_pydatetime())
+            values_ = [self._values[i] for i in last]
+            rows = [self._rows[i] for i in last]
+        index = self._index(stamps, daily or not self._daily)
+        values = pd.Series(values_, index=index, name="value", dtype=float)
         previous = np.concatenate(([self._start_value], values.to_numpy()[:-1]))
         returns = pd.Series(values.to_numpy() / previous - 1.0, index=index, name="strategy")
-        positions = pd.DataFrame(self._rows, index=index, columns=[*self._names, "cash"])
+        positions = pd.DataFrame(rows, index=index, columns=[*self._names, "cash"])
         positions = positions.astype(float)
         if self._fills:
             when, amount, price, symbol, comm = zip(*self._fills, strict=True)

@@ -26,7 +26,7 @@ class ThresholdStrategy(bt.Strategy):
         ("exit", 0.45),
         ("allow_short", False),
         ("target_percent", 0.95),
-        ("trade_start", None),  # datetime.date: first bar on which orders may be sent
+        ("trade_start", None),  # date or datetime: the first bar on which orders may be sent
         ("backend", "onnx"),
     )
 
@@ -44,7 +44,7 @@ class ThresholdStrategy(bt.Strategy):
             self.pending = None
 
     def next(self) -> None:
-        if self.p.trade_start is not None and self.data.datetime.date(0) < self.p.trade_start:
+        if self.p.trade_start is not None and _before(self.data, self.p.trade_start):
             return
         if self.pending is not None:
             return
@@ -54,6 +54,12 @@ class ThresholdStrategy(bt.Strategy):
         if target != self.side:
             self.pending = self.order_target_percent(target=target * self.p.target_percent)
             self.side = target
+
+
+def _before(data: bt.DataBase, when: dt.date | dt.datetime) -> bool:
+    if isinstance(when, dt.datetime):
+        return data.datetime.datetime(0) < when
+    return data.datetime.date(0) < when
 
 
 def trade_start_date(value: str | dt.date | None) -> dt.date | None:
