@@ -5,6 +5,7 @@ bars -> (train or load) artifact -> Backtrader run over the out-of-sample period
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from kerastrader.models.labels import direction_label
 from kerastrader.models.progress import make_progress
 from kerastrader.reports.analyzer import PortfolioAnalyzer
 from kerastrader.reports.writer import write_run_files
-from kerastrader.strategies.threshold import ThresholdStrategy, trade_start_date
+from kerastrader.strategies.threshold import ThresholdStrategy
 
 log = logging.getLogger(__name__)
 
@@ -47,55 +48,102 @@ class _BarProgress(bt.Analyzer):
         self.p.progress.update(self.p.task, advance=1)
 
 
-def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The configured bars: from the bar store when ``data.store`` is set, else a file."""
-    d = cfg["data"]
+def _csv_options(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "date_format": d["date_format"],
+        "adjust": d["adjust"],
+        "missing": d["missing"],
+        "columns": d["columns"] or None,
+        "names": d["names"] or None,
+        "timezone": d["timezone"],
+    }
+
+
+def _read_universe(d: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], str, str | None]:
+    """symbol -> raw bars, a description of the source, and the file's SHA-256 (one file)."""
+    from kerastrader.feeds.loader import load_csv_symbols
+
+    wanted = list(d["symbols"])
     if d["store"]:
         from kerastrader.feeds.store import BarStore
 
         store = BarStore(d["store"])
-        bars = store.read(d["symbol"], d["timeframe"])
-        path_text = f"{store.name} ({d['symbol']} {d['timeframe']})"
-        digest = None
-    else:
-        path = Path(d["path"]) if d["path"] else embedded_data_path()
-        bars = load_any(
-            path,
-            date_format=d["date_format"],
-            adjust=d["adjust"],
-            missing=d["missing"],
-            columns=d["columns"] or None,
-            names=d["names"] or None,
-            timezone=d["timezone"],
-            symbol=d["symbol"],
-        )
-        path_text, digest = str(path), bars.attrs.get("sha256")
-    notes = list(bars.attrs.get("notes", []))
-    if d["session_start"] or d["session_end"]:
-        from kerastrader.feeds.resample import filter_session
+        symbols = wanted if wanted and wanted != ["*"] else [d["symbol"]]
+        if wanted == ["*"]:
+            symbols = sorted({s for s, tf, _ in store.symbols() if tf == d["timeframe"]})
+        universe = {s: store.read(s, d["timeframe"]) for s in symbols}
+        return universe, f"{store.name} ({', '.join(symbols)} {d['timeframe']})", None
+    path_text = d["path"] or str(embedded_data_path())
+    if not wanted:
+        bars = load_any(path_text, symbol=d["symbol"], **_csv_options(d))
+        return {d["symbol"]: bars}, path_text, bars.attrs.get("sha256")
+    files = sorted(glob.glob(path_text)) if glob.has_magic(path_text) else [path_text]
+    if not files:
+        raise ConfigError(f"data.path = {path_text!r} matches no file")
+    universe: dict[str, pd.DataFrame] = {}
+    for f in files:
+        if Path(f).suffix.lower() in (".parquet", ".pq"):
+            from kerastrader.feeds.loader import default_symbol
 
-        before = len(bars)
-        bars = filter_session(bars, d["session_start"] or "00:00", d["session_end"] or "23:59:59")
-        notes.append(f"session filter kept {len(bars)} of {before} bars")
-    if d["resample"]:
-        from kerastrader.feeds.resample import resample_bars
+            universe[default_symbol(f)] = load_any(f, **_csv_options(d))
+        else:
+            universe.update(load_csv_symbols(f, **_csv_options(d)))
+    if wanted != ["*"]:
+        missing = [s for s in wanted if s not in universe]
+        if missing:
+            raise ConfigError(
+                f"data.symbols: {', '.join(missing)} not in {path_text} "
+                f"(it holds {', '.join(sorted(universe))})"
+            )
+        universe = {s: universe[s] for s in wanted}
+    digest = universe[next(iter(universe))].attrs.get("sha256") if len(files) == 1 else None
+    return universe, path_text, digest
 
-        before = len(bars)
-        bars = resample_bars(bars, d["resample"])
-        notes.append(f"resampled {before} bars to {len(bars)} {d['resample']} bars")
+
+def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The configured bars per symbol (one symbol unless ``data.symbols`` lists several)."""
+    d = cfg["data"]
+    universe, path_text, digest = _read_universe(d)
+    notes: list[str] = []
+    for sym, bars in list(universe.items()):
+        notes += [f"{sym}: {n}" if len(universe) > 1 else n for n in bars.attrs.get("notes", [])]
+        if d["session_start"] or d["session_end"]:
+            from kerastrader.feeds.resample import filter_session
+
+            before = len(bars)
+            bars = filter_session(
+                bars, d["session_start"] or "00:00", d["session_end"] or "23:59:59"
+            )
+            notes.append(f"{sym}: session filter kept {len(bars)} of {before} bars")
+        if d["resample"]:
+            from kerastrader.feeds.resample import resample_bars
+
+            before = len(bars)
+            bars = resample_bars(bars, d["resample"])
+            notes.append(f"{sym}: resampled {before} bars to {len(bars)} {d['resample']} bars")
+        universe[sym] = bars
     info = {
         "path": path_text,
         "sha256": digest,
-        "symbol": d["symbol"],
-        "rows": len(bars),
-        "first": bars.index[0].date().isoformat(),
-        "last": bars.index[-1].date().isoformat(),
+        "symbol": d["symbol"] if len(universe) == 1 else None,
+        "symbols": list(universe),
+        "rows": int(sum(len(b) for b in universe.values())),
+        "first": min(b.index[0] for b in universe.values()).date().isoformat(),
+        "last": max(b.index[-1] for b in universe.values()).date().isoformat(),
         "adjust": d["adjust"],
         "missing": d["missing"],
         "date_format": d["date_format"],
         "notes": notes,
     }
-    return bars, info
+    return universe, info
+
+
+def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The configured single instrument's bars."""
+    universe, info = load_universe(cfg)
+    if len(universe) != 1:
+        raise ConfigError("load_bars reads one symbol; data.symbols lists several")
+    return next(iter(universe.values())), info
 
 
 def _date_index(bars: pd.DataFrame, text: str, key: str, side: str) -> int:
@@ -107,7 +155,9 @@ def _date_index(bars: pd.DataFrame, text: str, key: str, side: str) -> int:
     return idx if side == "left" else idx - 1
 
 
-def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tuple[int, int, bool]:
+def backtest_period(
+    bars: pd.DataFrame, cfg: Config, artifact: Artifact, symbol: str | None = None
+) -> tuple[int, int, bool]:
     """Row numbers of the first and last traded bar (by default the model's test period), and
     whether the period overlaps the data the model was fitted on (same file or symbol)."""
     b = cfg["backtest"]
@@ -123,8 +173,11 @@ def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tupl
         )
     periods = artifact.metadata.get("periods", {})
     trained_on = artifact.metadata.get("data", {})
-    same_data = trained_on.get("sha256") == bars.attrs.get("sha256") or (
-        trained_on.get("symbol") == cfg["data"]["symbol"]
+    symbol = symbol or cfg["data"]["symbol"]
+    same_data = (
+        trained_on.get("sha256") == bars.attrs.get("sha256")
+        or trained_on.get("symbol") == symbol
+        or symbol in (trained_on.get("symbols") or [])
     )
     in_sample = False
     if same_data and "validation" in periods:
@@ -140,6 +193,26 @@ def backtest_period(bars: pd.DataFrame, cfg: Config, artifact: Artifact) -> tupl
     return first, last, in_sample
 
 
+def _buy_and_hold(
+    universe: dict[str, pd.DataFrame], starts: dict[str, pd.Timestamp], lasts: dict[str, int]
+) -> pd.Series:
+    """Daily returns of equal money put in every instrument at the start and held."""
+    closes = {
+        sym: b["close"].iloc[: lasts[sym] + 1].groupby(b.index[: lasts[sym] + 1].normalize()).last()
+        for sym, b in universe.items()
+    }
+    prices = pd.DataFrame(closes).sort_index().ffill()
+    first_day = min(starts.values()).normalize()
+    base = prices[prices.index < first_day].iloc[-1:]  # the close before the first traded day
+    if base.empty:
+        base = prices.iloc[:1]
+    growth = prices[prices.index >= first_day] / base.to_numpy()
+    value = growth.mean(axis=1)
+    bench = pd.concat([pd.Series([1.0]), value.reset_index(drop=True)]).pct_change().iloc[1:]
+    bench.index = pd.DatetimeIndex(value.index).tz_localize("UTC")
+    return bench.rename("benchmark")
+
+
 def run_experiment(
     cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None
 ) -> RunResult:
@@ -147,10 +220,16 @@ def run_experiment(
     from kerastrader.models.training import train
 
     out_dir = Path(out_dir)
-    bars, data_info = load_bars(cfg)
-    symbol = cfg["data"]["symbol"]
+    universe, data_info = load_universe(cfg)
+    symbols = list(universe)
+    multi = len(symbols) > 1
     log.info(
-        "%s: %d bars %s .. %s", data_info["path"], len(bars), data_info["first"], data_info["last"]
+        "%s: %d bars of %s, %s .. %s",
+        data_info["path"],
+        data_info["rows"],
+        ", ".join(symbols),
+        data_info["first"],
+        data_info["last"],
     )
 
     if model_dir is not None:
@@ -159,21 +238,25 @@ def run_experiment(
             cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
         )
     else:
-        result = train(bars, cfg, data_info)
+        result = train(universe if multi else universe[symbols[0]], cfg, data_info)
         artifact = result.artifact
         save_artifact(artifact, out_dir / "model")
         log.info("model saved to %s", out_dir / "model")
 
-    first, last, in_sample = backtest_period(bars, cfg, artifact)
-    # The feed starts at the first bar of the data, so predictions.csv has a row for every bar
-    # (empty only during the warm-up); orders and returns start at the backtest period.
-    window = bars.iloc[: last + 1]
-    intraday = bool((bars.index != bars.index.normalize()).any())
-    start = bars.index[first].to_pydatetime() if intraday else bars.index[first].date()
+    periods = {s: backtest_period(universe[s], cfg, artifact, s) for s in symbols}
+    firsts = {s: universe[s].index[p[0]] for s, p in periods.items()}
+    lasts = {s: p[1] for s, p in periods.items()}
+    in_sample = any(p[2] for p in periods.values())
+    intraday = any(bool((b.index != b.index.normalize()).any()) for b in universe.values())
+    first_ts = min(firsts.values())
+    start = first_ts.to_pydatetime() if intraday else first_ts.date()
 
     b = cfg["broker"]
     cerebro = bt.Cerebro(stdstats=False, runonce=cfg["backtest"]["runonce"])
-    cerebro.adddata(make_feed(window, symbol), name=symbol)
+    # Each feed starts at the first bar of its data, so predictions.csv has a row for every
+    # bar (empty only during the warm-up); orders and returns start at the backtest period.
+    for sym in symbols:
+        cerebro.adddata(make_feed(universe[sym].iloc[: lasts[sym] + 1], sym), name=sym)
     cerebro.broker.setcash(b["cash"])
     cerebro.broker.setcommission(commission=b["commission"])
     if b["slippage"]:
@@ -186,41 +269,50 @@ def run_experiment(
         exit=s["exit"],
         allow_short=s["allow_short"],
         target_percent=s["target_percent"],
-        trade_start=trade_start_date(start),
+        trade_start=start,
     )
     cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=start)
+    total = max(lasts[sym] + 1 for sym in symbols)
     with make_progress() as progress:
-        task = progress.add_task("backtest", total=len(window), info=symbol)
+        task = progress.add_task("backtest", total=total, info=", ".join(symbols)[:40])
         cerebro.addanalyzer(_BarProgress, progress=progress, task=task)
         strategy = cerebro.run()[0]
-        progress.update(task, completed=len(window))
+        progress.update(task, completed=total)
     analysis = strategy.analyzers.portfolio.get_analysis()
 
-    pred = np.asarray(strategy.prediction.lines.prediction.array[: len(window)], dtype=float)
-    predictions = pd.Series(pred, index=window.index, name="prediction")
+    predictions = {}
+    for sym, indicator in zip(symbols, strategy.predictions, strict=True):
+        n = lasts[sym] + 1
+        pred = np.asarray(indicator.lines.prediction.array[:n], dtype=float)
+        predictions[sym] = pd.Series(pred, index=universe[sym].index[:n], name="prediction")
 
-    close = bars["close"]
-    # Buy and hold, daily: the last close of each day against the previous day's.
-    daily_close = close.iloc[: last + 1].groupby(close.index[: last + 1].normalize()).last()
-    bench = daily_close.pct_change()
-    bench = bench[bench.index >= bars.index[first].normalize()]
-    bench.index = pd.DatetimeIndex(bench.index).tz_localize("UTC")
-    bench.name = "benchmark"
+    bench = _buy_and_hold(universe, firsts, lasts)
     unmatched = analysis["returns"].index.difference(bench.index)
     if len(unmatched):  # a bug, not a user error: the report would compare against zeros
         raise RuntimeError(f"benchmark has no return on {len(unmatched)} strategy dates")
 
-    labels = pd.Series(direction_label(close.to_numpy()), index=bars.index).iloc[first : last + 1]
-    scored = pd.DataFrame({"y": labels, "p": predictions.reindex(labels.index)}).dropna()
+    scored_parts = []
+    for sym in symbols:
+        bars = universe[sym]
+        lo, hi = periods[sym][0], periods[sym][1]
+        labels = pd.Series(direction_label(bars["close"].to_numpy()), index=bars.index)
+        part = pd.DataFrame(
+            {"y": labels.iloc[lo : hi + 1], "p": predictions[sym].reindex(bars.index[lo : hi + 1])}
+        ).dropna()
+        scored_parts.append(part)
+    scored = pd.concat(scored_parts).sort_index(kind="stable")
     model_metrics: dict[str, Any] | None = None
     if len(scored):
         model_metrics = classification_metrics(scored["y"].to_numpy(), scored["p"].to_numpy())
         model_metrics["test_start"] = _stamp(scored.index[0])
         model_metrics["test_end"] = _stamp(scored.index[-1])
-        model_metrics["source"] = "backtest period predictions"
+        model_metrics["source"] = "backtest period predictions" + (
+            f" of {len(symbols)} symbols" if multi else ""
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_predictions(out_dir / "predictions.csv", predictions)
+    title_symbol = symbols[0] if not multi else f"{len(symbols)} symbols"
     metrics = write_run_files(
         out_dir,
         returns=analysis["returns"],
@@ -233,11 +325,11 @@ def run_experiment(
         y_true=scored["y"].to_numpy() if len(scored) else None,
         y_prob=scored["p"].to_numpy() if len(scored) else None,
         config_toml=dump_config(cfg),
-        title=cfg["report"]["title"] or f"{symbol} LSTM direction",
-        symbol=symbol,
+        title=cfg["report"]["title"] or f"{title_symbol} LSTM direction",
+        symbol=", ".join(symbols),
         figures=cfg["report"]["figures"],
         extra_run={
-            "symbol": symbol,
+            "symbols": symbols,
             "data": data_info["path"],
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
@@ -248,7 +340,10 @@ def run_experiment(
         data=data_info,
         diagnostic_dates=scored.index if len(scored) else None,
     )
-    return RunResult(out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=predictions)
+    first_predictions = predictions[symbols[0]]
+    return RunResult(
+        out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=first_predictions
+    )
 
 
 def _stamp(when: pd.Timestamp) -> str:
@@ -258,12 +353,22 @@ def _stamp(when: pd.Timestamp) -> str:
     return when.isoformat(sep=" ")
 
 
-def _write_predictions(path: Path, predictions: pd.Series) -> None:
-    """``date,prediction``: one row per bar of the feed, the prediction empty during warm-up."""
-    frame = pd.DataFrame(
-        {
-            "date": [_stamp(d) for d in predictions.index],
-            "prediction": [None if math.isnan(p) else p for p in predictions],
-        }
-    )
-    frame.to_csv(path, index=False, float_format="%.8f")
+def _write_predictions(path: Path, predictions: dict[str, pd.Series]) -> None:
+    """One row per bar, the prediction empty during warm-up: ``date,prediction`` for one
+    symbol, ``date,symbol,prediction`` for several."""
+    frames = []
+    for sym, series in predictions.items():
+        frame = pd.DataFrame(
+            {
+                "date": [_stamp(d) for d in series.index],
+                "symbol": sym,
+                "prediction": [None if math.isnan(p) else p for p in series],
+            }
+        )
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    if len(predictions) == 1:
+        out = out.drop(columns="symbol")
+    else:
+        out = out.sort_values(["date", "symbol"], kind="stable")
+    out.to_csv(path, index=False, float_format="%.8f")

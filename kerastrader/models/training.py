@@ -129,11 +129,19 @@ class TrainResult:
     test_ends: np.ndarray
     y_test: np.ndarray
     p_test: np.ndarray
-    dataset: Dataset
+    dataset: Dataset  # the first (or only) symbol's
+    datasets: dict[str, Dataset]
 
 
-def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainResult:
-    """Train the configured LSTM on ``bars`` and return an (unsaved) artifact."""
+def train(
+    bars: pd.DataFrame | dict[str, pd.DataFrame], cfg: Config, data_info: dict[str, Any]
+) -> TrainResult:
+    """Train the configured LSTM and return an (unsaved) artifact.
+
+    ``bars`` is one instrument or several (symbol -> bars): several train one shared model on
+    all their windows, each split by the same dates, ordered by date, with one scaler fitted
+    on every symbol's training rows.
+    """
     import keras
 
     from kerastrader.models.builders import build_lstm_classifier
@@ -142,13 +150,31 @@ def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainRe
     feature_set = FeatureSet(cfg["features"]["names"], memory=cfg["features"]["memory"])
     m, t = cfg["model"], cfg["training"]
     window = int(m["window"])
-    ds = split_dataset(bars, feature_set, window, cfg["split"], cfg["label"]["horizon"])
-    scaler = FittedScaler.fit(ds.features[feature_set.lookback - 1 : ds.ends["train"][-1] + 1])
-    scaled = scaler.transform(ds.features)
+    universe = bars if isinstance(bars, dict) else {str(data_info.get("symbol", "data")): bars}
+    datasets = {
+        sym: split_dataset(b, feature_set, window, cfg["split"], cfg["label"]["horizon"])
+        for sym, b in universe.items()
+    }
+    ds = next(iter(datasets.values()))
+    scaler = FittedScaler.fit(
+        np.concatenate(
+            [
+                d.features[feature_set.lookback - 1 : d.ends["train"][-1] + 1]
+                for d in datasets.values()
+            ]
+        )
+    )
+    scaled = {sym: scaler.transform(d.features) for sym, d in datasets.items()}
 
     def xy(split: str) -> tuple[np.ndarray, np.ndarray]:
-        idx = ds.ends[split]
-        return make_windows(scaled, idx, window), ds.labels[idx].astype(np.float32)
+        xs, ys, when = [], [], []
+        for sym, d in datasets.items():
+            idx = d.ends[split]
+            xs.append(make_windows(scaled[sym], idx, window))
+            ys.append(d.labels[idx].astype(np.float32))
+            when.append(d.dates[idx].asi8)
+        order = np.argsort(np.concatenate(when), kind="stable")  # by date across symbols
+        return np.concatenate(xs)[order], np.concatenate(ys)[order]
 
     x_train, y_train = xy("train")
     x_val, y_val = xy("validation")
@@ -204,9 +230,16 @@ def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainRe
             "batch_size": int(t["batch_size"]),
             "class_weights": weights,
             "seed": int(t["seed"]),
-            "samples": {s: int(len(ds.ends[s])) for s in SPLITS},
+            "samples": {s: int(sum(len(d.ends[s]) for d in datasets.values())) for s in SPLITS},
         },
-        "periods": {s: list(ds.period(s)) for s in SPLITS},
+        "periods": {
+            s: [
+                min(d.period(s)[0] for d in datasets.values()),
+                max(d.period(s)[1] for d in datasets.values()),
+            ]
+            for s in SPLITS
+        },
+        "symbols": list(datasets),
         "data": data_info,
         "versions": library_versions(),
     }
@@ -216,4 +249,4 @@ def train(bars: pd.DataFrame, cfg: Config, data_info: dict[str, Any]) -> TrainRe
         "validation": classification_metrics(y_val, p_val),
         "test": classification_metrics(y_test, p_test),
     }
-    return TrainResult(artifact, ds.ends["test"], y_test.astype(int), p_test, ds)
+    return TrainResult(artifact, ds.ends["test"], y_test.astype(int), p_test, ds, datasets)

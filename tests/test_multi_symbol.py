@@ -1,0 +1,111 @@
+"""Several instruments in one run: one shared model, one feed and position per symbol."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kerastrader.cli import run_backtest_main
+from tests.conftest import random_walk_bars
+
+TINY = [
+    "--set",
+    "model.window=10",
+    "--set",
+    "model.units=[4]",
+    "--set",
+    "model.dropout=0.0",
+    "--set",
+    "training.epochs=2",
+    "--set",
+    "training.patience=1",
+    "--set",
+    "training.batch_size=128",
+    "--set",
+    'split.train_end="2003-12-31"',
+    "--set",
+    'split.validation_end="2004-12-31"',
+    "--set",
+    "report.figures=false",
+    "--set",
+    "strategy.enter=0.5",
+    "--set",
+    "strategy.exit=0.499",
+]
+
+
+@pytest.fixture(scope="module")
+def long_csv(orcl_slice, tmp_path_factory):
+    """A long-format file: real ORCL 2000-2006 and a generated instrument on the same days."""
+    other = random_walk_bars(len(orcl_slice), seed=11)
+    other.index = orcl_slice.index
+    rows = []
+    for sym, bars in (("ORCL", orcl_slice), ("GEN", other)):
+        frame = bars[["open", "high", "low", "close", "volume"]].copy()
+        frame.insert(0, "Symbol", sym)
+        frame.index = frame.index.strftime("%Y-%m-%d")
+        rows.append(frame.rename_axis("Date").reset_index())
+    long = pd.concat(rows).sort_values(["Date", "Symbol"])
+    long.columns = ["Date", "Symbol", "Open", "High", "Low", "Close", "Volume"]
+    path = tmp_path_factory.mktemp("long") / "universe.csv"
+    long.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def multi_run(long_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("multi") / "run"
+    args = ["--data", str(long_csv), "--out", str(out), "-q", *TINY]
+    assert run_backtest_main([*args, "--set", 'data.symbols=["*"]']) == 0
+    return out
+
+
+def test_each_symbol_has_its_own_position_column(multi_run):
+    positions = pd.read_csv(multi_run / "positions.csv")
+    assert list(positions.columns) == ["date", "GEN", "ORCL", "cash"]
+
+
+def test_both_symbols_trade(multi_run):
+    txns = pd.read_csv(multi_run / "transactions.csv")
+    assert set(txns["symbol"]) == {"GEN", "ORCL"}
+
+
+def test_one_shared_model_trained_on_both(multi_run):
+    meta = json.loads((multi_run / "model" / "metadata.json").read_text())
+    assert meta["symbols"] == ["GEN", "ORCL"]
+
+
+def test_predictions_have_a_row_per_symbol_and_bar(multi_run, orcl_slice):
+    preds = pd.read_csv(multi_run / "predictions.csv")
+    assert list(preds.columns) == ["date", "symbol", "prediction"]
+    assert len(preds) == 2 * len(orcl_slice)
+    assert not preds.duplicated(["date", "symbol"]).any()
+
+
+def test_benchmark_is_equal_weight_buy_and_hold(multi_run, orcl_slice):
+    r = pd.read_csv(multi_run / "returns.csv", index_col="date")
+    other = random_walk_bars(len(orcl_slice), seed=11)["close"].to_numpy()
+    closes = pd.DataFrame(
+        {"ORCL": orcl_slice["close"].to_numpy(), "GEN": other},
+        index=orcl_slice.index.strftime("%Y-%m-%d"),
+    )
+    first = closes.index.get_loc(r.index[0])
+    growth = (closes.iloc[first:] / closes.iloc[first - 1]).mean(axis=1)
+    expected = np.prod(1 + r["benchmark"].to_numpy())
+    assert expected == pytest.approx(growth.iloc[-1], rel=1e-9)
+
+
+def test_returns_compound_to_the_final_value(multi_run):
+    m = json.loads((multi_run / "metrics.json").read_text())
+    r = pd.read_csv(multi_run / "returns.csv")["strategy"]
+    assert m["run"]["start_value"] * (1 + r).prod() == pytest.approx(m["run"]["final_value"])
+    assert m["run"]["symbols"] == ["GEN", "ORCL"]
+
+
+def test_an_unknown_symbol_is_one_line(long_csv, tmp_path, capsys):
+    args = ["--data", str(long_csv), "--out", str(tmp_path / "x"), *TINY]
+    assert run_backtest_main([*args, "--set", 'data.symbols=["ORCL", "NOPE"]']) == 2
+    assert "data.symbols: NOPE not in" in capsys.readouterr().err
