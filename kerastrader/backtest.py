@@ -64,6 +64,22 @@ def _read_universe(d: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], str, str
     from kerastrader.feeds.loader import load_csv_symbols
 
     wanted = list(d["symbols"])
+    if d["query"]:
+        from kerastrader.feeds.frames import load_sql
+
+        if not d["store"]:
+            raise ConfigError("data.query needs data.store: the database URL to run it against")
+        found = load_sql(d["store"], d["query"])
+        if "" in found:  # no symbol column: one instrument, named data.symbol
+            found = {d["symbol"]: found[""]}
+        if not wanted:
+            wanted = [d["symbol"]] if d["symbol"] in found else list(found)[:1]
+        if wanted != ["*"]:
+            missing = [s for s in wanted if s not in found]
+            if missing:
+                raise ConfigError(f"data.symbols: {', '.join(missing)} not in the query result")
+            found = {s: found[s] for s in wanted}
+        return found, f"{d['store']} query", None
     if d["store"]:
         from kerastrader.feeds.store import BarStore
 

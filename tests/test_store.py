@@ -139,3 +139,28 @@ def test_ingest_command_then_a_backtest_from_the_store(
 def test_a_bad_store_url_is_one_line(capsys, orcl_slice_csv):
     assert main(["ingest", str(orcl_slice_csv), "--store", "nosuchdb://x"]) == 2
     assert "kerastrader: error: store 'nosuchdb://x'" in capsys.readouterr().err
+
+
+def test_bars_from_your_own_sql_table_and_query(url, orcl_slice, trained, tmp_path):
+    from kerastrader.backtest import run_experiment
+    from kerastrader.feeds.frames import load_sql
+
+    engine = sa.create_engine(url)
+    frame = orcl_slice.reset_index().rename(columns={"datetime": "date"})
+    frame.to_sql("prices", engine, if_exists="replace", index=False)
+    engine.dispose()
+    bars = load_sql(url, "prices")[""]
+    np.testing.assert_allclose(bars["close"].to_numpy(), orcl_slice["close"].to_numpy())
+    part = load_sql(url, "SELECT * FROM prices WHERE date >= '2005-01-01'")[""]
+    assert part.index[0].year == 2005
+    out = tmp_path / "run"
+    cfg = tiny_config(data={"store": url, "query": "prices", "symbol": "ORCL"})
+    run_experiment(cfg, out, model_dir=trained.loaded.path)
+    assert (out / "report.html").is_file()
+
+
+def test_a_failing_query_is_one_clear_error(url):
+    with pytest.raises(DataError, match="query: the query failed"):
+        from kerastrader.feeds.frames import load_sql
+
+        load_sql(url, "SELECT * FROM no_such_table")

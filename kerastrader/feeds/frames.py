@@ -90,3 +90,40 @@ def load_any(path: str | Path, *, adjust: bool = False, **csv_options) -> pd.Dat
             adjust_prices(bars)
         return bars
     return load_csv(path, adjust=adjust, **csv_options)
+
+
+def load_sql(url: str, query: str) -> dict[str, pd.DataFrame]:
+    """Bars from any SQLAlchemy database: a table name or a SELECT returning a timestamp
+    column (date/datetime/timestamp) and OHLCV columns, plus ``symbol`` for several
+    instruments. Each symbol is validated like a file; rows are named by result position."""
+    import sqlalchemy as sa
+
+    from kerastrader.errors import KerastraderError
+
+    sql = query.strip()
+    if not any(ch.isspace() for ch in sql):  # a bare table name
+        sql = f"SELECT * FROM {sa.sql.quoted_name(sql, quote=None)}"
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+        raise KerastraderError(f"data.store {url!r}: {exc}") from None
+    name = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(sa.text(sql), conn)
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+        detail = getattr(cause, "orig", None) or cause
+        raise DataError(f"{name} query", f"the query failed ({detail})") from None
+    finally:
+        engine.dispose()
+    source = f"{name} query"
+    lowered = {str(c).lower(): c for c in frame.columns}
+    if "symbol" not in lowered:
+        return {"": bars_from_frame(frame, source)}
+    out = {}
+    for sym, rows in frame.groupby(frame[lowered["symbol"]].astype(str), sort=True):
+        out[str(sym)] = bars_from_frame(
+            rows.drop(columns=lowered["symbol"]).reset_index(drop=True), f"{source} [{sym}]"
+        )
+    return out
