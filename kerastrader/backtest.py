@@ -137,6 +137,11 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
             before = len(bars)
             bars = resample_bars(bars, d["resample"])
             notes.append(f"{sym}: resampled {before} bars to {len(bars)} {d['resample']} bars")
+        if not intraday_bars(bars):
+            from kerastrader.feeds.gaps import gap_report
+
+            gaps = gap_report(bars, d["calendar"])
+            notes += [f"{sym}: {n}" if len(universe) > 1 else n for n in gaps]
         universe[sym] = bars
     info = {
         "path": path_text,
@@ -152,6 +157,10 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
         "notes": notes,
     }
     return universe, info
+
+
+def intraday_bars(bars: pd.DataFrame) -> bool:
+    return bool((bars.index != bars.index.normalize()).any())
 
 
 def load_bars(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -263,7 +272,7 @@ def run_experiment(
     firsts = {s: universe[s].index[p[0]] for s, p in periods.items()}
     lasts = {s: p[1] for s, p in periods.items()}
     in_sample = any(p[2] for p in periods.values())
-    intraday = any(bool((b.index != b.index.normalize()).any()) for b in universe.values())
+    intraday = any(intraday_bars(b) for b in universe.values())
     first_ts = min(firsts.values())
     start = first_ts.to_pydatetime() if intraday else first_ts.date()
 
