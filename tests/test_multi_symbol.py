@@ -109,3 +109,17 @@ def test_an_unknown_symbol_is_one_line(long_csv, tmp_path, capsys):
     args = ["--data", str(long_csv), "--out", str(tmp_path / "x"), *TINY]
     assert run_backtest_main([*args, "--set", 'data.symbols=["ORCL", "NOPE"]']) == 2
     assert "data.symbols: NOPE not in" in capsys.readouterr().err
+
+
+def test_a_glob_of_files_is_one_symbol_per_file(multi_run, long_csv, tmp_path):
+    long = pd.read_csv(long_csv)
+    for sym, rows in long.groupby("Symbol"):
+        rows.drop(columns="Symbol").to_csv(tmp_path / f"{sym.lower()}-daily.csv", index=False)
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "*-daily.csv"), "--model", str(multi_run / "model")]
+    code = run_backtest_main([*args, "--out", str(out), "-q", *TINY, "--set", 'data.symbols=["*"]'])
+    assert code == 0
+    assert json.loads((out / "metrics.json").read_text())["run"]["symbols"] == ["GEN", "ORCL"]
+    a = pd.read_csv(multi_run / "transactions.csv")
+    b = pd.read_csv(out / "transactions.csv")
+    pd.testing.assert_frame_equal(a, b)  # the same bars, the same model: the same trades
