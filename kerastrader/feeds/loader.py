@@ -104,6 +104,19 @@ def _line_layout(data: bytes, source: str, expected: int | None = None) -> tuple
     return lines[1:], header_fields
 
 
+def _is_plain(data: bytes, expected: int | None) -> bool:
+    """No quotes, blank lines or lone carriage returns, and the first row fits the header."""
+    if not data or b'"' in data or b"\n\n" in data or b"\n\r\n" in data:
+        return False
+    if data.startswith((b"\n", b"\r")) or b"\r" in data.replace(b"\r\n", b""):
+        return False
+    first_lines = data[:65536].split(b"\n", 2)
+    if len(first_lines) < 2:
+        return False
+    header_fields = expected or first_lines[0].count(b",") + 1
+    return first_lines[1].count(b",") + 1 == header_fields
+
+
 def _csv_layout(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     import csv
 
@@ -270,7 +283,13 @@ def _read_table(
     """The file's rows with canonical column names and a parsed UTC ``datetime`` column."""
     source = str(path)
     data = _read_bytes(path)
-    lines, _ = _line_layout(data, source, expected=len(names) if names else None)
+    expected = len(names) if names else None
+    # The exact per-line layout (field counts, line numbers) costs a pass over the bytes; a
+    # plain file (no quotes, blank lines or stray carriage returns) whose header and first row
+    # agree skips it, and it runs after all whenever pandas meets a row it cannot place or a
+    # cell comes out empty, so the error names the line either way.
+    plain = _is_plain(data, expected)
+    lines = None if plain else _line_layout(data, source, expected)[0]
     try:
         header = (
             list(names)
@@ -282,19 +301,27 @@ def _read_table(
             io.BytesIO(data),
             names=list(names) if names else None,
             header=0,
-            usecols=list(mapping.values()),
             dtype={mapping["symbol"]: str} if "symbol" in mapping else None,
             na_values=sorted(_NA_TEXT),
             keep_default_na=True,
             skip_blank_lines=True,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        if lines is None:
+            _line_layout(data, source, expected)  # names the offending line, if it can
         raise DataError(source, f"not a readable CSV file ({exc})") from None
+    if lines is None:
+        if raw.isna().to_numpy().any():  # a short row reads as empty cells: name it properly
+            lines = _line_layout(data, source, expected)[0]
+        else:
+            lines = np.arange(2, len(raw) + 2)
     if len(raw) != len(lines):
         raise DataError(source, f"read {len(raw)} rows but the file has {len(lines)} data lines")
     if len(raw) == 0:
         raise DataError(source, "no bars: the file has a header but no rows", 2)
-    raw = raw.rename(columns={v: k for k, v in mapping.items()})
+    # Unused columns are dropped only now: with usecols pandas would silently accept rows with
+    # an extra field instead of raising.
+    raw = raw[list(mapping.values())].rename(columns={v: k for k, v in mapping.items()})
     text = raw["date"].astype("string").str.strip()
     if "time" in raw:
         text = text + " " + raw["time"].astype("string").str.strip()
