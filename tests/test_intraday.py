@@ -7,20 +7,32 @@ import json
 import pandas as pd
 import pytest
 
-from kerastrader.backtest import run_experiment
-from tests.conftest import shared_file, tiny_config
+from kerastrader.cli import run_backtest_main
+from tests.conftest import shared_file
 
 
 @pytest.fixture(scope="module")
 def intraday_run(tmp_path_factory):
+    """Through run_backtest.py's own entry point, as a user runs it."""
     path = shared_file("2006-min-005.csv")
-    cfg = tiny_config(
-        data={"path": str(path), "symbol": "FUT", "timezone": "Europe/Berlin"},
-        split={"train_end": "", "validation_end": ""},
-        strategy={"enter": 0.5, "exit": 0.499},
-    )
     out = tmp_path_factory.mktemp("intraday") / "run"
-    run_experiment(cfg, out)
+    sets = {
+        "data.symbol": '"FUT"',
+        "data.timezone": '"Europe/Berlin"',
+        "split.train_end": '""',
+        "split.validation_end": '""',
+        "strategy.enter": "0.5",
+        "strategy.exit": "0.499",
+        "model.window": "10",
+        "model.units": "[4]",
+        "training.epochs": "2",
+        "training.patience": "1",
+        "report.figures": "false",
+    }
+    args = ["--data", str(path), "--out", str(out), "-q"]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    assert run_backtest_main(args) == 0
     return out
 
 
