@@ -32,6 +32,20 @@ def orcl() -> pd.DataFrame:
     return load_csv(embedded_data_path())
 
 
+# The tiny experiment as command-line flags (tiny_config's twin for CLI tests).
+TINY_ARGS = [
+    "--set", "model.window=10",
+    "--set", "model.units=[4]",
+    "--set", "model.dropout=0.0",
+    "--set", "training.epochs=2",
+    "--set", "training.patience=1",
+    "--set", "training.batch_size=128",
+    "--set", 'split.train_end="2003-12-31"',
+    "--set", 'split.validation_end="2004-12-31"',
+    "--set", "report.figures=false",
+]  # fmt: skip
+
+
 def tiny_config(**sections) -> dict:
     """The default config shrunk for tests: a slice of ORCL, a 4-unit LSTM, two epochs."""
     from kerastrader.config import default_config, validate

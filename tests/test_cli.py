@@ -13,28 +13,9 @@ import pandas as pd
 import pytest
 
 from kerastrader.cli import main, run_backtest_main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_ARGS
 
-TINY = [
-    "--set",
-    "model.window=10",
-    "--set",
-    "model.units=[4]",
-    "--set",
-    "model.dropout=0.0",
-    "--set",
-    "training.epochs=2",
-    "--set",
-    "training.patience=1",
-    "--set",
-    "training.batch_size=128",
-    "--set",
-    'split.train_end="2003-12-31"',
-    "--set",
-    'split.validation_end="2004-12-31"',
-    "--set",
-    "report.figures=false",
-]
+TINY = TINY_ARGS
 STATS = {
     "annual_return",
     "cumulative_returns",

@@ -9,32 +9,9 @@ import pandas as pd
 import pytest
 
 from kerastrader.cli import run_backtest_main
-from tests.conftest import random_walk_bars
+from tests.conftest import TINY_ARGS, random_walk_bars
 
-TINY = [
-    "--set",
-    "model.window=10",
-    "--set",
-    "model.units=[4]",
-    "--set",
-    "model.dropout=0.0",
-    "--set",
-    "training.epochs=2",
-    "--set",
-    "training.patience=1",
-    "--set",
-    "training.batch_size=128",
-    "--set",
-    'split.train_end="2003-12-31"',
-    "--set",
-    'split.validation_end="2004-12-31"',
-    "--set",
-    "report.figures=false",
-    "--set",
-    "strategy.enter=0.5",
-    "--set",
-    "strategy.exit=0.499",
-]
+TINY = [*TINY_ARGS, "--set", "strategy.enter=0.5", "--set", "strategy.exit=0.499"]
 
 
 @pytest.fixture(scope="module")
