@@ -127,6 +127,25 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_leakage_command(args: argparse.Namespace) -> int:
+    """Exit 0 when the pipeline cannot predict a random walk, 3 when it can (it leaks)."""
+    from kerastrader.backtest import load_bars
+    from kerastrader.config import load_config
+    from kerastrader.models.leakage import check_leakage
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={_toml_string(args.data)}")
+    cfg = load_config(args.config, overrides)
+    bars, _ = load_bars(cfg)
+    result = check_leakage(cfg, bars, seed=args.seed)
+    print(result.summary())
+    return EXIT_LEAK if result.leaks else 0
+
+
+EXIT_LEAK = 3
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -163,6 +182,15 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     report.add_argument("--no-figures", action="store_true", help="skip pyfolio's tear sheets")
     report.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     report.set_defaults(handler=run_report_command)
+    leak = sub.add_parser(
+        "check-leakage", help="run the pipeline on a random walk: above chance means it leaks"
+    )
+    leak.add_argument("config", nargs="?", help="experiment TOML (default: the built-in one)")
+    leak.add_argument("--data", help="bars whose shape the random walk copies")
+    leak.add_argument("--seed", type=int, default=0, help="random walk seed")
+    leak.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    leak.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    leak.set_defaults(handler=run_leakage_command)
     from kerastrader.feeds.store import DEFAULT_STORE
 
     ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")

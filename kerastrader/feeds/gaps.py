@@ -55,6 +55,8 @@ def gap_report(bars: pd.DataFrame, calendar: str = "") -> list[str]:
                 f"{len(missing)} weekday(s) without a bar (holidays or holes; set data.calendar "
                 f"to tell them apart): {_dates(missing)}"
             )
+    # Without a calendar most of these are holidays: worth a line in the report, not a warning.
+    level = logging.WARNING if calendar else logging.INFO
     for note in notes:
-        log.warning("%s: %s", bars.attrs.get("source", "bars"), note)
+        log.log(level, "%s: %s", bars.attrs.get("source", "bars"), note)
     return notes
