@@ -97,3 +97,9 @@ def test_a_failed_save_leaves_the_previous_artifact_intact(trained, tmp_path):
         save_artifact(broken, path)
     assert (path / "metadata.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_onnx_export_was_checked_against_keras_on_the_test_windows(trained):
+    onnx = trained.loaded.metadata["onnx"]
+    assert onnx["checked_windows"] == len(trained.test_ends)
+    assert onnx["max_abs_diff"] <= 1e-5

@@ -106,6 +106,36 @@ def split_dataset(
     return Dataset(dates=dates, features=features, labels=labels, ends=out)
 
 
+ONNX_TOLERANCE = 1e-5
+
+
+def verify_onnx(artifact: Artifact, windows: np.ndarray, expected: np.ndarray) -> dict:
+    """Export the model to ONNX and check it on the test windows against Keras.
+
+    The bar-by-bar pass runs the ONNX model, the vectorised pass the Keras one: they must
+    agree, so a difference above the tolerance stops training with an error, not a warning.
+    """
+    import onnxruntime as ort
+
+    from kerastrader.models.inference import export_onnx
+
+    artifact.onnx_bytes = export_onnx(artifact.model, artifact.window, artifact.n_features)
+    session = ort.InferenceSession(artifact.onnx_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    got = session.run(None, {name: np.asarray(windows, dtype=np.float32)})[0].reshape(-1)
+    diff = float(np.max(np.abs(got - expected))) if len(expected) else 0.0
+    if diff > ONNX_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from Keras by {diff:.2e} on the test windows")
+    log.info(
+        "ONNX export agrees with Keras on %d test windows (max |diff| %.1e)", len(expected), diff
+    )
+    return {
+        "checked_windows": int(len(expected)),
+        "max_abs_diff": diff,
+        "tolerance": ONNX_TOLERANCE,
+    }
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same numbers: Python, NumPy and TensorFlow seeds plus deterministic ops."""
     import keras
@@ -249,4 +279,5 @@ def train(
         "validation": classification_metrics(y_val, p_val),
         "test": classification_metrics(y_test, p_test),
     }
+    artifact.metadata["onnx"] = verify_onnx(artifact, x_test, p_test)
     return TrainResult(artifact, ds.ends["test"], y_test.astype(int), p_test, ds, datasets)
