@@ -107,6 +107,7 @@ def validate(cfg: Config) -> None:
     choices = {
         ("data", "missing"): ("error", "interpolate", "drop"),
         ("label", "kind"): ("direction",),
+        ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:

@@ -1,10 +1,104 @@
-"""Model builders: each returns a compiled Keras model for a (window, n_features) input."""
+"""Model builders: each returns a compiled Keras model for a (window, n_features) input.
+
+Every family ends in the same sigmoid head, P(Close[t+1] > Close[t]) from the window ending
+at t, so the indicator, the ONNX export and the report treat them alike.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import keras
+
+from kerastrader.errors import ConfigError
+
+KINDS = ("lstm", "gru", "dense", "cnn", "transformer")
+
+
+def _recurrent(
+    x, kind: str, units: Sequence[int], dropout: float, activation: str, bidirectional: bool
+):
+    layer = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
+    for i, u in enumerate(units):
+        last = i == len(units) - 1
+        rnn = layer(u, activation=activation, return_sequences=not last, name=f"{kind}_{i}")
+        x = keras.layers.Bidirectional(rnn, name=f"bi_{kind}_{i}")(x) if bidirectional else rnn(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return x
+
+
+def _dense(x, units: Sequence[int], dropout: float, activation: str):
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, u in enumerate(units):
+        x = keras.layers.Dense(u, activation=activation, name=f"dense_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return x
+
+
+def _cnn(x, units: Sequence[int], dropout: float, activation: str, kernel_size: int):
+    # Causal padding: an output step never sees later steps of the window.
+    for i, u in enumerate(units):
+        x = keras.layers.Conv1D(
+            u, kernel_size, padding="causal", activation=activation, name=f"conv_{i}"
+        )(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return keras.layers.GlobalAveragePooling1D(name="pool")(x)
+
+
+def _transformer(x, units: Sequence[int], dropout: float, heads: int):
+    """Encoder blocks over the window (self-attention + feed-forward, residual, layer norm)."""
+    width = x.shape[-1]
+    for i, u in enumerate(units):
+        attn = keras.layers.MultiHeadAttention(
+            num_heads=heads, key_dim=u, dropout=dropout, name=f"attention_{i}"
+        )(x, x)
+        x = keras.layers.LayerNormalization(name=f"norm_a{i}")(x + attn)
+        ff = keras.layers.Dense(u, activation="relu", name=f"ff_{i}")(x)
+        ff = keras.layers.Dense(width, name=f"ff_out_{i}")(ff)
+        x = keras.layers.LayerNormalization(name=f"norm_f{i}")(x + ff)
+    return keras.layers.GlobalAveragePooling1D(name="pool")(x)
+
+
+def build_model(
+    kind: str,
+    window: int,
+    n_features: int,
+    units: Sequence[int] = (32,),
+    dropout: float = 0.2,
+    activation: str = "tanh",
+    learning_rate: float = 1e-3,
+    *,
+    bidirectional: bool = False,
+    kernel_size: int = 3,
+    heads: int = 2,
+) -> keras.Model:
+    """A compiled binary direction classifier of the given family."""
+    if kind not in KINDS:
+        raise ConfigError(f"model.kind = {kind!r}: expected one of {', '.join(KINDS)}")
+    if bidirectional and kind not in ("lstm", "gru"):
+        raise ConfigError("model.bidirectional applies to lstm and gru only")
+    inputs = keras.Input(shape=(window, n_features), name="window")
+    if kind in ("lstm", "gru"):
+        x = _recurrent(inputs, kind, units, dropout, activation, bidirectional)
+    elif kind == "dense":
+        x = _dense(inputs, units, dropout, "relu" if activation == "tanh" else activation)
+    elif kind == "cnn":
+        x = _cnn(
+            inputs, units, dropout, "relu" if activation == "tanh" else activation, kernel_size
+        )
+    else:
+        x = _transformer(inputs, units, dropout, heads)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_up")(x)
+    model = keras.Model(inputs, outputs, name=f"{kind}_direction")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    return model
 
 
 def build_lstm_classifier(
@@ -15,21 +109,5 @@ def build_lstm_classifier(
     activation: str = "tanh",
     learning_rate: float = 1e-3,
 ) -> keras.Model:
-    """Stacked LSTM with a sigmoid head: P(Close[t+1] > Close[t]) from the window ending at t."""
-    inputs = keras.Input(shape=(window, n_features), name="window")
-    x = inputs
-    for i, u in enumerate(units):
-        last = i == len(units) - 1
-        x = keras.layers.LSTM(
-            u, activation=activation, return_sequences=not last, name=f"lstm_{i}"
-        )(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_up")(x)
-    model = keras.Model(inputs, outputs, name="lstm_direction")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
-    return model
+    """Stacked LSTM with a sigmoid head (the default family)."""
+    return build_model("lstm", window, n_features, units, dropout, activation, learning_rate)

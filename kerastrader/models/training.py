@@ -174,7 +174,7 @@ def train(
     """
     import keras
 
-    from kerastrader.models.builders import build_lstm_classifier
+    from kerastrader.models.builders import build_model
     from kerastrader.models.progress import EpochProgress
 
     feature_set = FeatureSet(cfg["features"]["names"], memory=cfg["features"]["memory"])
@@ -212,8 +212,17 @@ def train(
     log.info("windows: train %d, validation %d, test %d", len(x_train), len(x_val), len(x_test))
 
     seed_everything(int(t["seed"]))
-    model = build_lstm_classifier(
-        window, len(feature_set), m["units"], m["dropout"], m["activation"], m["learning_rate"]
+    model = build_model(
+        m["kind"],
+        window,
+        len(feature_set),
+        m["units"],
+        m["dropout"],
+        m["activation"],
+        m["learning_rate"],
+        bidirectional=m["bidirectional"],
+        kernel_size=m["kernel_size"],
+        heads=m["heads"],
     )
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(
@@ -244,14 +253,26 @@ def train(
     artifact = Artifact(model=model, metadata={})
     artifact.metadata = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "kind": "lstm_direction",
+        "kind": f"{m['kind']}_direction",
         "features": feature_set.to_dict(),
         "window": window,
         "n_features": len(feature_set),
         "warmup_bars": feature_set.lookback + window - 1,
         "scaler": scaler.to_dict(),
         "label": {"kind": "direction", "horizon": 1, "definition": DIRECTION_DEFINITION},
-        "model": {k: m[k] for k in ("units", "dropout", "activation", "learning_rate")},
+        "model": {
+            k: m[k]
+            for k in (
+                "kind",
+                "units",
+                "dropout",
+                "activation",
+                "learning_rate",
+                "bidirectional",
+                "kernel_size",
+                "heads",
+            )
+        },
         "training": {
             "epochs": int(t["epochs"]),
             "epochs_run": len(losses),
