@@ -99,15 +99,3 @@ def build_model(
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
     return model
-
-
-def build_lstm_classifier(
-    window: int,
-    n_features: int,
-    units: Sequence[int] = (32,),
-    dropout: float = 0.2,
-    activation: str = "tanh",
-    learning_rate: float = 1e-3,
-) -> keras.Model:
-    """Stacked LSTM with a sigmoid head (the default family)."""
-    return build_model("lstm", window, n_features, units, dropout, activation, learning_rate)

@@ -76,11 +76,3 @@ def _before(data: bt.DataBase, when: dt.date | dt.datetime) -> bool:
     if isinstance(when, dt.datetime):
         return data.datetime.datetime(0) < when
     return data.datetime.date(0) < when
-
-
-def trade_start_date(value: str | dt.date | None) -> dt.date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(value)
