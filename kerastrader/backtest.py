@@ -20,10 +20,9 @@ from kerastrader.config import Config, dump_config, embedded_data_path
 from kerastrader.errors import ConfigError
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.frames import load_any
-from kerastrader.models.artifact import Artifact, load_artifact, save_artifact
-from kerastrader.models.evaluation import classification_metrics
-from kerastrader.models.labels import direction_label
+from kerastrader.models.artifact import Artifact, save_artifact
 from kerastrader.models.progress import make_progress
+from kerastrader.models.walkforward import WalkForwardModel, load_model, walk_forward
 from kerastrader.reports.analyzer import PortfolioAnalyzer
 from kerastrader.reports.writer import write_run_files
 from kerastrader.strategies.threshold import ThresholdStrategy
@@ -258,15 +257,20 @@ def run_experiment(
     )
 
     if model_dir is not None:
-        artifact = load_artifact(model_dir)
-        artifact.check_compatible(  # the config must describe the model it loads
-            cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
-        )
+        artifact = load_model(model_dir)
+        if not cfg["selection"]["method"]:  # a selected subset is the model's own business
+            artifact.check_compatible(  # the config must describe the model it loads
+                cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
+            )
+    elif cfg["walkforward"]["enabled"]:
+        artifact = walk_forward(universe, cfg, data_info, out_dir / "model", workdir=out_dir)
+        log.info("%d walk-forward folds saved to %s", len(artifact.folds), out_dir / "model")
     else:
-        result = train(universe if multi else universe[symbols[0]], cfg, data_info)
+        result = train(universe if multi else universe[symbols[0]], cfg, data_info, out_dir)
         artifact = result.artifact
         save_artifact(artifact, out_dir / "model")
         log.info("model saved to %s", out_dir / "model")
+    head = artifact.head
 
     periods = {s: backtest_period(universe[s], cfg, artifact, s) for s in symbols}
     firsts = {s: universe[s].index[p[0]] for s, p in periods.items()}
@@ -305,11 +309,12 @@ def run_experiment(
         progress.update(task, completed=total)
     analysis = strategy.analyzers.portfolio.get_analysis()
 
-    predictions = {}
+    predictions, outputs = {}, {}
     for sym, indicator in zip(symbols, strategy.predictions, strict=True):
         n = lasts[sym] + 1
         pred = np.asarray(indicator.lines.prediction.array[:n], dtype=float)
         predictions[sym] = pd.Series(pred, index=universe[sym].index[:n], name="prediction")
+        outputs[sym] = indicator.outputs
 
     bench = _buy_and_hold(universe, firsts, lasts)
     unmatched = analysis["returns"].index.difference(bench.index)
@@ -320,21 +325,31 @@ def run_experiment(
     for sym in symbols:
         bars = universe[sym]
         lo, hi = periods[sym][0], periods[sym][1]
-        labels = pd.Series(direction_label(bars["close"].to_numpy()), index=bars.index)
+        labels = head.labels(bars["close"].to_numpy())
+        rows = [i for i in range(lo, hi + 1) if i in outputs[sym] and not np.isnan(labels[i])]
         part = pd.DataFrame(
-            {"y": labels.iloc[lo : hi + 1], "p": predictions[sym].reindex(bars.index[lo : hi + 1])}
-        ).dropna()
+            {"y": labels[rows], "p": predictions[sym].iloc[rows].to_numpy(), "row": rows,
+             "symbol": sym},
+            index=bars.index[rows],
+        )  # fmt: skip
         scored_parts.append(part)
     scored = pd.concat(scored_parts).sort_index(kind="stable")
     model_metrics: dict[str, Any] | None = None
     if len(scored):
-        model_metrics = classification_metrics(scored["y"].to_numpy(), scored["p"].to_numpy())
+        raw = np.array([outputs[s][r] for s, r in zip(scored["symbol"], scored["row"])])
+        model_metrics = head.metrics(scored["y"].to_numpy(), raw)
+        if isinstance(artifact, WalkForwardModel):
+            model_metrics["folds"] = [
+                {k: v for k, v in f.info.items() if k not in ("dir", "start")}
+                for f in artifact.folds
+            ]
         model_metrics["test_start"] = _stamp(scored.index[0])
         model_metrics["test_end"] = _stamp(scored.index[-1])
         model_metrics["source"] = "backtest period predictions" + (
             f" of {len(symbols)} symbols" if multi else ""
         )
 
+    binary = len(scored) > 0 and head.kind == "direction"
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_predictions(out_dir / "predictions.csv", predictions)
     title_symbol = symbols[0] if not multi else f"{len(symbols)} symbols"
@@ -347,10 +362,10 @@ def run_experiment(
         trades=analysis["trades"],
         start_value=analysis["start_value"],
         model=model_metrics,
-        y_true=scored["y"].to_numpy() if len(scored) else None,
-        y_prob=scored["p"].to_numpy() if len(scored) else None,
+        y_true=scored["y"].to_numpy() if binary else None,
+        y_prob=scored["p"].to_numpy() if binary else None,
         config_toml=dump_config(cfg),
-        title=cfg["report"]["title"] or f"{title_symbol} LSTM direction",
+        title=cfg["report"]["title"] or f"{title_symbol} {_describe(cfg)}",
         symbol=", ".join(symbols),
         figures=cfg["report"]["figures"],
         extra_run={
@@ -363,12 +378,26 @@ def run_experiment(
             "in_sample": in_sample,
         },
         data=data_info,
-        diagnostic_dates=scored.index if len(scored) else None,
+        diagnostic_dates=scored.index if binary else None,
     )
     first_predictions = predictions[symbols[0]]
     return RunResult(
         out_dir=out_dir, metrics=metrics, artifact=artifact, predictions=first_predictions
     )
+
+
+def _describe(cfg: Config) -> str:
+    """The report's default title after the symbol: "LSTM direction", "GRU regression (h=5)"."""
+    m, label = cfg["model"], cfg["label"]
+    kind = "custom model" if m["kind"] == "custom" else m["kind"].upper()
+    if m["kind"] in ("lstm", "gru") and m["bidirectional"]:
+        kind = f"bidirectional {kind}"
+    text = f"{kind} {label['kind'].replace('_', '-')}"
+    if label["horizon"] != 1:
+        text += f" (h={label['horizon']})"
+    if cfg["walkforward"]["enabled"]:
+        text += f", walk-forward {cfg['walkforward']['scheme']}"
+    return text
 
 
 def _stamp(when: pd.Timestamp) -> str:

@@ -106,20 +106,43 @@ def validate(cfg: Config) -> None:
     """Checks on values that types alone do not catch."""
     choices = {
         ("data", "missing"): ("error", "interpolate", "drop"),
-        ("label", "kind"): ("direction",),
-        ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer"),
+        ("label", "kind"): ("direction", "three_class", "regression"),
+        ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer", "custom"),
+        ("model", "autoencoder"): ("", "bottleneck", "error", "both"),
+        ("selection", "method"): ("", "boruta", "permutation"),
+        ("tuning", "algorithm"): ("", "random", "hyperband", "bayesian"),
+        ("walkforward", "scheme"): ("expanding", "rolling"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:
             raise ConfigError(
                 f"{section}.{key} = {cfg[section][key]!r}: expected one of {', '.join(allowed)}"
             )
-    positive = [("model", "window"), ("training", "epochs"), ("training", "batch_size")]
+    positive = [
+        ("model", "window"),
+        ("training", "epochs"),
+        ("training", "batch_size"),
+        ("label", "horizon"),
+        ("tuning", "max_trials"),
+        ("tuning", "epochs"),
+        ("walkforward", "train_bars"),
+        ("walkforward", "validation_bars"),
+        ("walkforward", "step"),
+    ]
     for section, key in positive:
         if cfg[section][key] < 1:
             raise ConfigError(f"{section}.{key} must be at least 1, not {cfg[section][key]}")
-    if cfg["label"]["horizon"] != 1:
-        raise ConfigError("label.horizon: the direction label is next-bar; horizon must be 1")
+    if cfg["model"]["kind"] == "custom" and not cfg["model"]["custom"]:
+        raise ConfigError(
+            "model.kind = 'custom' needs model.custom: a .keras file or 'package.module:function'"
+        )
+    for section, key in (("split", "embargo"), ("walkforward", "folds")):
+        if cfg[section][key] < 0:
+            raise ConfigError(f"{section}.{key} must not be negative, not {cfg[section][key]}")
+    if cfg["label"]["dead_band"] < 0:
+        raise ConfigError("label.dead_band must not be negative")
+    if cfg["tuning"]["algorithm"] and not cfg["tuning"]["space"]:
+        raise ConfigError("tuning.algorithm is set but tuning.space declares nothing to search")
     if not cfg["model"]["units"] or any(
         not isinstance(u, int) or u < 1 for u in cfg["model"]["units"]
     ):

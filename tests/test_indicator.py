@@ -36,6 +36,13 @@ class Counting:
         self.calls += 1
         return self.inner(x)
 
+    def outputs(self, x):
+        self.calls += 1
+        return self.inner.outputs(x)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
 
 def test_vectorised_and_bar_by_bar_passes_agree_on_real_data(trained, orcl_slice):
     once, _ = run(orcl_slice, trained.loaded, runonce=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from kerastrader.errors import ModelMismatchError
 from kerastrader.models.features import FeatureSet
+from kerastrader.models.heads import Head
 from kerastrader.models.scaler import FittedScaler
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,14 @@ class Artifact:
         return self.feature_set.lookback + self.window - 1
 
     @cached_property
+    def head(self) -> Head:
+        return Head.from_metadata(self.metadata)
+
+    @cached_property
     def batch_predictor(self):
         from kerastrader.models.inference import BatchPredictor
 
-        return BatchPredictor(self.model, self.window, self.n_features)
+        return BatchPredictor(self.model, self.window, self.n_features, score=self.head.score)
 
     def step_predictor(self, backend: str = "onnx"):
         from kerastrader.models.inference import StepPredictor, export_onnx
@@ -106,7 +111,12 @@ class Artifact:
         if backend == "onnx" and self.onnx_bytes is None:
             self.onnx_bytes = export_onnx(self.model, self.window, self.n_features)
         return StepPredictor(
-            self.model, self.window, self.n_features, onnx_bytes=self.onnx_bytes, backend=backend
+            self.model,
+            self.window,
+            self.n_features,
+            onnx_bytes=self.onnx_bytes,
+            backend=backend,
+            score=self.head.score,
         )
 
     def check_compatible(

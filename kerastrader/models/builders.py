@@ -1,16 +1,19 @@
 """Model builders: each returns a compiled Keras model for a (window, n_features) input.
 
-Every family ends in the same sigmoid head, P(Close[t+1] > Close[t]) from the window ending
-at t, so the indicator, the ONNX export and the report treat them alike.
+A body (the family) ends in the configured head (:mod:`kerastrader.models.heads`), so the
+indicator, the ONNX export and the report treat every family alike. An optional frozen
+autoencoder front end (:mod:`kerastrader.models.autoencoder`) replaces or extends the feature
+rows inside the same graph, so it is saved, exported and run bar by bar with the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 
 from kerastrader.errors import ConfigError
+from kerastrader.models.heads import Head
 
 KINDS = ("lstm", "gru", "dense", "cnn", "transformer")
 
@@ -74,28 +77,34 @@ def build_model(
     bidirectional: bool = False,
     kernel_size: int = 3,
     heads: int = 2,
+    head: Head | None = None,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+    front: Callable | None = None,
 ) -> keras.Model:
-    """A compiled binary direction classifier of the given family."""
+    """A compiled model of the given family with the given head (default: direction).
+
+    ``front`` maps the input tensor to the rows the body reads (the autoencoder's codes or
+    anomaly score); ``target_mean``/``target_std`` scale a regression head's output.
+    """
+    head = head or Head()
     if kind not in KINDS:
         raise ConfigError(f"model.kind = {kind!r}: expected one of {', '.join(KINDS)}")
     if bidirectional and kind not in ("lstm", "gru"):
         raise ConfigError("model.bidirectional applies to lstm and gru only")
     inputs = keras.Input(shape=(window, n_features), name="window")
+    x = front(inputs) if front is not None else inputs
     if kind in ("lstm", "gru"):
-        x = _recurrent(inputs, kind, units, dropout, activation, bidirectional)
+        x = _recurrent(x, kind, units, dropout, activation, bidirectional)
     elif kind == "dense":
-        x = _dense(inputs, units, dropout, "relu" if activation == "tanh" else activation)
+        x = _dense(x, units, dropout, "relu" if activation == "tanh" else activation)
     elif kind == "cnn":
-        x = _cnn(
-            inputs, units, dropout, "relu" if activation == "tanh" else activation, kernel_size
-        )
+        x = _cnn(x, units, dropout, "relu" if activation == "tanh" else activation, kernel_size)
     else:
-        x = _transformer(inputs, units, dropout, heads)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_up")(x)
-    model = keras.Model(inputs, outputs, name=f"{kind}_direction")
+        x = _transformer(x, units, dropout, heads)
+    outputs = head.output_layers(x, target_mean, target_std)
+    model = keras.Model(inputs, outputs, name=f"{kind}_{head.kind}")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate), **head.compile_args()
     )
     return model

@@ -28,80 +28,120 @@ from pathlib import Path
 import backtrader as bt
 import numpy as np
 
-from kerastrader.models.artifact import Artifact, load_artifact
+from kerastrader.models.artifact import Artifact
 from kerastrader.models.windows import make_windows, window_ends
 
 
-def _as_artifact(model: Artifact | str | Path) -> Artifact:
-    if isinstance(model, Artifact):
-        return model
+def _schedule(model) -> list[tuple[float, Artifact]]:
+    """(first bar as a Backtrader date number, artifact) per model, in order of use."""
+    from kerastrader.models.walkforward import WalkForwardModel, load_model
+
     if model is None:
         raise TypeError("KerasIndicator needs model= (an artifact directory or Artifact)")
-    return load_artifact(model)
+    if isinstance(model, str | Path):
+        model = load_model(model)
+    if isinstance(model, WalkForwardModel):
+        return [(bt.date2num(start.to_pydatetime()), art) for start, art in model.schedule()]
+    return [(-math.inf, model)]
 
 
 class KerasIndicator(bt.Indicator):
-    """A Keras model's prediction per bar, from causal features of the data feed."""
+    """A Keras model's prediction per bar, from causal features of the data feed.
+
+    ``model`` is an artifact directory (or a loaded ``Artifact``) or a walk-forward directory
+    (or ``WalkForwardModel``): then each bar is predicted by the fold whose period holds it,
+    in both passes, and the newest fold carries on after the last boundary. ``outputs`` keeps
+    the model's raw outputs per bar (three probabilities for a three-class head).
+    """
 
     lines = ("prediction",)
     params = (
-        ("model", None),  # artifact directory or a loaded Artifact
+        ("model", None),  # artifact / walk-forward directory, Artifact or WalkForwardModel
         ("backend", "onnx"),  # bar-by-bar inference: "onnx" or "tf"
     )
     plotinfo = dict(subplot=True, plotname="model")
 
     def __init__(self) -> None:
-        self.artifact = _as_artifact(self.p.model)
-        self.features = self.artifact.feature_set
-        self.scaler = self.artifact.scaler
-        self.window = self.artifact.window
-        self.addminperiod(self.artifact.warmup)
-        self._step = None
-        self._ring = np.empty((self.window, len(self.features)), dtype=np.float32)
+        self.schedule = _schedule(self.p.model)
+        self._starts = np.array([s for s, _ in self.schedule])
+        self.artifact = self.schedule[-1][1]  # the newest model
+        self.addminperiod(max(a.warmup for _, a in self.schedule))
+        self.outputs: dict[int, np.ndarray] = {}  # bar index -> raw model outputs
+        self._steps: dict[int, object] = {}
+        self._fold = -1
+        self._ring = np.empty(0, dtype=np.float32)
         self._ring_bar = -1  # len(self) when the ring's last row was computed
+
+    def _fold_of(self, when: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._starts, when, side="right") - 1
 
     # -- vectorised pass -------------------------------------------------------------------
     def once(self, start: int, end: int) -> None:
         if end <= start:
             return
-        lo = max(0, start - (self.features.lookback - 1) - (self.window - 1))
+        when = np.asarray(self.data.datetime.array[start:end], dtype=np.float64)
+        folds = self._fold_of(when)
+        for k in np.unique(folds):
+            if k < 0:
+                continue  # before the first fold: no model has been fitted yet
+            rows = np.flatnonzero(folds == k) + start
+            self._once_range(self.schedule[k][1], int(rows[0]), int(rows[-1]) + 1)
+
+    def _once_range(self, art: Artifact, start: int, end: int) -> None:
+        features = art.feature_set
+        lo = max(0, start - (features.lookback - 1) - (art.window - 1))
         bars = {
             c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
-            for c in self.features.columns
+            for c in features.columns
         }
-        feats = self.features.compute(bars)
-        ends = window_ends(~np.isnan(feats).any(axis=1), self.window)
+        feats = features.compute(bars)
+        ends = window_ends(~np.isnan(feats).any(axis=1), art.window)
         ends = ends[ends + lo >= start]
         if len(ends) == 0:
             return
-        x = make_windows(self.scaler.transform(feats), ends, self.window)
-        preds = self.artifact.batch_predictor(x)
+        x = make_windows(art.scaler.transform(feats), ends, art.window)
+        predictor = art.batch_predictor
+        outputs = predictor.outputs(x)
+        preds = predictor.score(outputs)
         out = self.lines.prediction.array
-        for i, p in zip(ends + lo, preds, strict=True):
+        for j, (i, p) in enumerate(zip(ends + lo, preds, strict=True)):
             out[i] = p
+            self.outputs[int(i)] = outputs[j]
 
     # -- bar-by-bar pass -------------------------------------------------------------------
-    def _recent(self, size: int) -> dict[str, np.ndarray]:
-        return {
-            c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
-            for c in self.features.columns
-        }
+    def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
+        return {c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
+                for c in columns}  # fmt: skip
 
     def next(self) -> None:
-        if self._step is None:
-            self._step = self.artifact.step_predictor(self.p.backend)
+        k = int(self._fold_of(np.array([self.data.datetime[0]]))[0])
+        if k < 0:
+            self.lines.prediction[0] = math.nan
+            return
+        art = self.schedule[k][1]
+        if k != self._fold:  # a new fold's model: its own features, scaler and window
+            self._fold = k
+            self._ring = np.empty((art.window, len(art.feature_set)), dtype=np.float32)
+            self._ring_bar = -1
+        if k not in self._steps:
+            self._steps[k] = art.step_predictor(self.p.backend)
+        features, scaler = art.feature_set, art.scaler
         bar = len(self)
         if self._ring_bar == bar - 1:
-            row = self.features.compute_last(self._recent(self.features.lookback))
+            row = features.compute_last(self._recent(features.columns, features.lookback))
             self._ring[:-1] = self._ring[1:]
-            self._ring[-1] = self.scaler.transform(row)
+            self._ring[-1] = scaler.transform(row)
         else:
-            # First bar after warm-up (or a gap): the last W rows from the full-history path.
-            size = self.features.lookback + self.window - 1
-            feats = self.features.compute(self._recent(size))
-            self._ring[:] = self.scaler.transform(feats[-self.window :])
+            # First bar after warm-up, a fold switch or a gap: the last W rows from the
+            # full-history path.
+            size = features.lookback + art.window - 1
+            feats = features.compute(self._recent(features.columns, size))
+            self._ring[:] = scaler.transform(feats[-art.window :])
         self._ring_bar = bar
         if np.isnan(self._ring).any():
             self.lines.prediction[0] = math.nan
             return
-        self.lines.prediction[0] = self._step(self._ring)
+        step = self._steps[k]
+        self.lines.prediction[0] = step(self._ring)
+        if step.last_outputs is not None:
+            self.outputs[len(self.data) - 1] = step.last_outputs[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -53,22 +54,44 @@ def export_onnx(model: keras.Model, window: int, n_features: int) -> bytes:
     return proto.SerializeToString()
 
 
-class BatchPredictor:
-    """All windows in a few large calls of one traced function."""
+def first_output(outputs: np.ndarray) -> np.ndarray:
+    return outputs[:, 0]
 
-    def __init__(self, model: keras.Model, window: int, n_features: int, chunk: int = 8192) -> None:
+
+class BatchPredictor:
+    """All windows in a few large calls of one traced function.
+
+    ``outputs`` gives the model's raw outputs (n, k); calling it gives the head's one number
+    per window (``score``: the first output unless the artifact's head says otherwise).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        window: int,
+        n_features: int,
+        chunk: int = 8192,
+        score: Callable[[np.ndarray], np.ndarray] = first_output,
+    ) -> None:
         self._fn = inference_function(model, window, n_features)
         self.chunk = chunk
+        self.score = score
 
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
+    def outputs(self, windows: np.ndarray) -> np.ndarray:
         windows = np.asarray(windows, dtype=np.float32)
         if len(windows) == 0:
-            return np.empty(0, dtype=np.float64)
+            return np.empty((0, 1), dtype=np.float64)
         parts = [
             self._fn(tf.constant(windows[i : i + self.chunk])).numpy()
             for i in range(0, len(windows), self.chunk)
         ]
-        return np.concatenate(parts).reshape(len(windows), -1)[:, 0].astype(np.float64)
+        return np.concatenate(parts).reshape(len(windows), -1).astype(np.float64)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        out = self.outputs(windows)
+        if len(out) == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(self.score(out), dtype=np.float64)
 
 
 class StepPredictor:
@@ -81,8 +104,11 @@ class StepPredictor:
         n_features: int,
         onnx_bytes: bytes | None = None,
         backend: str = "onnx",
+        score: Callable[[np.ndarray], np.ndarray] = first_output,
     ) -> None:
         self.backend = backend
+        self.score = score
+        self.last_outputs: np.ndarray | None = None  # the raw outputs of the latest call
         if backend == "onnx":
             import onnxruntime as ort
 
@@ -108,4 +134,7 @@ class StepPredictor:
             out = self._session.run(None, {self._input: self._buf})[0]
         else:
             out = self._fn(tf.constant(self._buf)).numpy()
-        return float(out.reshape(-1)[0])
+        self.last_outputs = out = out.reshape(1, -1)
+        if self.score is first_output:
+            return float(out[0, 0])
+        return float(self.score(out)[0])

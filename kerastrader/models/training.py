@@ -10,8 +10,11 @@ sample. EarlyStopping watches the validation period, never the test period.
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +23,8 @@ import pandas as pd
 from kerastrader.config import Config
 from kerastrader.errors import ConfigError
 from kerastrader.models.artifact import Artifact, library_versions
-from kerastrader.models.evaluation import classification_metrics
 from kerastrader.models.features import FeatureSet
-from kerastrader.models.labels import DIRECTION_DEFINITION, direction_label
+from kerastrader.models.heads import Head
 from kerastrader.models.scaler import FittedScaler
 from kerastrader.models.windows import make_windows, window_ends
 
@@ -45,7 +47,7 @@ class Dataset:
         return (self.dates[idx[0]].date().isoformat(), self.dates[idx[-1]].date().isoformat())
 
 
-def _boundary(dates: pd.DatetimeIndex, text: str, key: str) -> int:
+def _boundary(dates: pd.DatetimeIndex, text: Any, key: str) -> int:
     """Row number of the last bar on or before the date ``text``."""
     try:
         when = pd.Timestamp(text)
@@ -60,11 +62,17 @@ def split_dataset(
     window: int,
     split: dict[str, Any],
     horizon: int = 1,
+    head: Head | None = None,
 ) -> Dataset:
-    """Compute features and labels and assign every labelled window to one split."""
+    """Compute features and labels and assign every labelled window to one split.
+
+    Besides the configured keys, ``split`` may carry ``train_start`` and ``test_end`` (dates;
+    walk-forward folds use them) and ``embargo`` (extra bars dropped before each boundary).
+    """
+    head = head or Head("direction", horizon)
     dates = pd.DatetimeIndex(bars.index)
     features = feature_set.compute(bars)
-    labels = direction_label(bars["close"].to_numpy())
+    labels = head.labels(bars["close"].to_numpy())
     ends = window_ends(~np.isnan(features).any(axis=1), window)
     ends = ends[~np.isnan(labels[ends])]
     if len(ends) < 3:
@@ -89,11 +97,20 @@ def split_dataset(
             )
         last_train = int(ends[int(n * fractions[0]) - 1])
         last_val = int(ends[int(n * sum(fractions)) - 1])
+    first_train = 0
+    if split.get("train_start"):
+        first_train = int(dates.searchsorted(pd.Timestamp(split["train_start"]), side="left"))
+    last_test = _boundary(dates, split["test_end"], "test_end") if split.get("test_end") else None
+    gap = horizon + int(split.get("embargo", 0))
+    test = ends[ends > last_val]
+    if last_test is not None:
+        test = test[test <= last_test]
     out = {
-        # Purge: a label at t uses Close[t + horizon], which must lie in the same period.
-        "train": ends[ends + horizon <= last_train],
-        "validation": ends[(ends > last_train) & (ends + horizon <= last_val)],
-        "test": ends[ends > last_val],
+        # Purge: a label at t uses Close[t + horizon], which must lie in the same period;
+        # the embargo drops a further number of bars before each boundary.
+        "train": ends[(ends >= first_train) & (ends + gap <= last_train)],
+        "validation": ends[(ends > last_train) & (ends + gap <= last_val)],
+        "test": test,
     }
     span = f"{dates[0].date()} .. {dates[-1].date()}"
     for name, idx in out.items():
@@ -122,7 +139,9 @@ def verify_onnx(artifact: Artifact, windows: np.ndarray, expected: np.ndarray) -
     artifact.onnx_bytes = export_onnx(artifact.model, artifact.window, artifact.n_features)
     session = ort.InferenceSession(artifact.onnx_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    got = session.run(None, {name: np.asarray(windows, dtype=np.float32)})[0].reshape(-1)
+    got = session.run(None, {name: np.asarray(windows, dtype=np.float32)})[0]
+    got = got.reshape(len(expected), -1) if len(expected) else got
+    expected = np.asarray(expected).reshape(len(expected), -1)
     diff = float(np.max(np.abs(got - expected))) if len(expected) else 0.0
     if diff > ONNX_TOLERANCE:
         raise RuntimeError(f"ONNX export differs from Keras by {diff:.2e} on the test windows")
@@ -153,84 +172,277 @@ def _class_weights(y: np.ndarray) -> dict[int, float]:
     return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
 
+def recency_weights(age_bars: np.ndarray, halflife: float) -> np.ndarray:
+    """Weight 1 for the newest training sample, halving every ``halflife`` bars back."""
+    if halflife <= 0:
+        return np.ones(len(age_bars))
+    return np.power(0.5, np.asarray(age_bars, dtype=float) / float(halflife))
+
+
 @dataclass
 class TrainResult:
     artifact: Artifact
     test_ends: np.ndarray
     y_test: np.ndarray
-    p_test: np.ndarray
+    p_test: np.ndarray  # the head's one number per test window (what the indicator shows)
     dataset: Dataset  # the first (or only) symbol's
     datasets: dict[str, Dataset]
+    outputs_test: np.ndarray | None = None  # the model's raw outputs on the test windows
 
 
-def train(
-    bars: pd.DataFrame | dict[str, pd.DataFrame], cfg: Config, data_info: dict[str, Any]
-) -> TrainResult:
-    """Train the configured LSTM and return an (unsaved) artifact.
+@dataclass
+class _Prepared:
+    feature_set: FeatureSet
+    datasets: dict[str, Dataset]
+    scaler: FittedScaler
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    age: np.ndarray  # bars between each training sample and its symbol's last training sample
 
-    ``bars`` is one instrument or several (symbol -> bars): several train one shared model on
-    all their windows, each split by the same dates, ordered by date, with one scaler fitted
-    on every symbol's training rows.
-    """
-    import keras
 
-    from kerastrader.models.builders import build_model
-    from kerastrader.models.progress import EpochProgress
-
-    feature_set = FeatureSet(cfg["features"]["names"], memory=cfg["features"]["memory"])
-    m, t = cfg["model"], cfg["training"]
-    window = int(m["window"])
-    universe = bars if isinstance(bars, dict) else {str(data_info.get("symbol", "data")): bars}
+def _prepare(
+    universe: dict[str, pd.DataFrame], names: list[str], cfg: Config, head: Head
+) -> _Prepared:
+    feature_set = FeatureSet(names, memory=cfg["features"]["memory"])
+    window = int(cfg["model"]["window"])
     datasets = {
-        sym: split_dataset(b, feature_set, window, cfg["split"], cfg["label"]["horizon"])
+        sym: split_dataset(b, feature_set, window, cfg["split"], head.horizon, head)
         for sym, b in universe.items()
     }
-    ds = next(iter(datasets.values()))
     scaler = FittedScaler.fit(
         np.concatenate(
             [
-                d.features[feature_set.lookback - 1 : d.ends["train"][-1] + 1]
+                d.features[d.ends["train"][0] - window + 1 : d.ends["train"][-1] + 1]
                 for d in datasets.values()
             ]
         )
     )
     scaled = {sym: scaler.transform(d.features) for sym, d in datasets.items()}
-
-    def xy(split: str) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys, when = [], [], []
+    x, y = {}, {}
+    age = np.empty(0)
+    for split in SPLITS:
+        xs, ys, when, ages = [], [], [], []
         for sym, d in datasets.items():
             idx = d.ends[split]
             xs.append(make_windows(scaled[sym], idx, window))
             ys.append(d.labels[idx].astype(np.float32))
             when.append(d.dates[idx].asi8)
+            ages.append(d.ends["train"][-1] - idx)
         order = np.argsort(np.concatenate(when), kind="stable")  # by date across symbols
-        return np.concatenate(xs)[order], np.concatenate(ys)[order]
+        x[split], y[split] = np.concatenate(xs)[order], np.concatenate(ys)[order]
+        if split == "train":
+            age = np.concatenate(ages)[order]
+    return _Prepared(feature_set, datasets, scaler, x, y, age)
 
-    x_train, y_train = xy("train")
-    x_val, y_val = xy("validation")
-    x_test, y_test = xy("test")
+
+def _select(
+    universe: dict[str, pd.DataFrame], cfg: Config, head: Head
+) -> tuple[list[str], dict[str, Any] | None]:
+    """Feature selection on the training rows only (the feature row at each training window's
+    last bar against its label); returns the chosen names and what was decided."""
+    sel = cfg["selection"]
+    names = list(cfg["features"]["names"])
+    if not sel["method"]:
+        return names, None
+    from kerastrader.models.selection import select_features
+
+    feature_set = FeatureSet(names, memory=cfg["features"]["memory"])
+    window = int(cfg["model"]["window"])
+    xs, ys, when = [], [], []
+    for b in universe.values():
+        d = split_dataset(b, feature_set, window, cfg["split"], head.horizon, head)
+        idx = d.ends["train"]
+        xs.append(d.features[idx])
+        ys.append(d.labels[idx])
+        when.append(d.dates[idx].asi8)
+    order = np.argsort(np.concatenate(when), kind="stable")
+    y = np.concatenate(ys)[order]
+    result = select_features(
+        np.concatenate(xs)[order],
+        y if head.task == "regression" else y.astype(int),
+        names,
+        sel["method"],
+        task=head.task,
+        seed=int(cfg["training"]["seed"]),
+        min_features=int(sel["min_features"]),
+        max_features=int(sel["max_features"]),
+        horizon=head.horizon,
+    )
+    log.info("feature selection (%s) kept %s of %s", sel["method"], result.selected, names)
+    return list(result.selected), {"candidates": names, **result.to_dict()}
+
+
+def _builder(
+    cfg: Config, window: int, n_features: int, head: Head, y_train: np.ndarray, front
+) -> Callable[[dict[str, Any]], Any]:
+    """A function from model hyperparameters to a compiled model (the tuner calls it too)."""
+    from kerastrader.models.builders import build_model
+    from kerastrader.models.custom import custom_model
+
+    mean = float(np.mean(y_train)) if head.kind == "regression" else 0.0
+    std = float(np.std(y_train)) if head.kind == "regression" else 1.0
+    std = std if std > 0 else 1.0
+
+    def build(m: dict[str, Any]):
+        if m["kind"] == "custom":
+            return custom_model(m["custom"], window, n_features, head)
+        return build_model(
+            m["kind"],
+            window,
+            n_features,
+            m["units"],
+            m["dropout"],
+            m["activation"],
+            m["learning_rate"],
+            bidirectional=m["bidirectional"],
+            kernel_size=m["kernel_size"],
+            heads=m["heads"],
+            head=head,
+            target_mean=mean,
+            target_std=std,
+            front=front,
+        )
+
+    return build
+
+
+def _callbacks(t: dict[str, Any], workdir: Path | None) -> list:
+    import keras
+
+    from kerastrader.models.progress import EpochProgress
+
+    out: list = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=int(t["patience"]), restore_best_weights=True
+        )
+    ]
+    if t["reduce_lr_patience"] > 0:
+        out.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=float(t["reduce_lr_factor"]),
+                patience=int(t["reduce_lr_patience"]),
+                min_lr=float(t["min_learning_rate"]),
+            )
+        )
+    if t["checkpoint"] or t["tensorboard"]:
+        if workdir is None:
+            raise ConfigError("training.checkpoint / training.tensorboard need an output folder")
+    if t["checkpoint"]:
+        (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        out.append(
+            keras.callbacks.ModelCheckpoint(
+                workdir / "checkpoints" / "best.keras", monitor="val_loss", save_best_only=True
+            )
+        )
+    if t["tensorboard"]:
+        logdir = Path(t["tensorboard"])
+        out.append(keras.callbacks.TensorBoard(log_dir=str(logdir if logdir.is_absolute()
+                                                           else workdir / logdir)))  # fmt: skip
+    out.append(EpochProgress(int(t["epochs"])))
+    return out
+
+
+TUNABLE = (
+    "kind",
+    "units",
+    "dropout",
+    "activation",
+    "learning_rate",
+    "bidirectional",
+    "kernel_size",
+    "heads",
+)
+
+
+def train(
+    bars: pd.DataFrame | dict[str, pd.DataFrame],
+    cfg: Config,
+    data_info: dict[str, Any],
+    workdir: str | Path | None = None,
+) -> TrainResult:
+    """Train the configured model and return an (unsaved) artifact.
+
+    ``bars`` is one instrument or several (symbol -> bars): several train one shared model on
+    all their windows, each split by the same dates, ordered by date, with one scaler fitted
+    on every symbol's training rows. In order: feature selection (training rows), scaler
+    (training rows), optional autoencoder (training rows), optional tuning (scored on the
+    validation period), then the one fit, with EarlyStopping on the validation period.
+    ``workdir`` holds checkpoints, TensorBoard logs and the tuner's trials.
+    """
+    m, t = dict(cfg["model"]), cfg["training"]
+    head = Head.from_config(cfg["label"])
+    window = int(m["window"])
+    workdir = Path(workdir) if workdir is not None else None
+    universe = bars if isinstance(bars, dict) else {str(data_info.get("symbol", "data")): bars}
+    names, selection = _select(universe, cfg, head)
+    prep = _prepare(universe, names, cfg, head)
+    feature_set, datasets = prep.feature_set, prep.datasets
+    x_train, y_train = prep.x["train"], prep.y["train"]
+    x_val, y_val = prep.x["validation"], prep.y["validation"]
+    x_test, y_test = prep.x["test"], prep.y["test"]
     log.info("windows: train %d, validation %d, test %d", len(x_train), len(x_val), len(x_test))
 
     seed_everything(int(t["seed"]))
-    model = build_model(
-        m["kind"],
-        window,
-        len(feature_set),
-        m["units"],
-        m["dropout"],
-        m["activation"],
-        m["learning_rate"],
-        bidirectional=m["bidirectional"],
-        kernel_size=m["kernel_size"],
-        heads=m["heads"],
-    )
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=int(t["patience"]), restore_best_weights=True
-        ),
-        EpochProgress(int(t["epochs"])),
-    ]
-    weights = _class_weights(y_train.astype(int)) if t["class_weights"] else None
+    front, autoencoder = None, None
+    if m["autoencoder"]:
+        from kerastrader.models.autoencoder import fit_autoencoder
+
+        rows = [
+            prep.scaler.transform(d.features)[feature_set.lookback - 1 : d.ends["train"][-1] + 1]
+            for d in datasets.values()
+        ]
+        val_rows = [
+            prep.scaler.transform(d.features)[d.ends["validation"]] for d in datasets.values()
+        ]
+        autoencoder = fit_autoencoder(
+            np.concatenate(rows),
+            m["autoencoder"],
+            int(m["bottleneck"]),
+            m["autoencoder_units"],
+            epochs=int(m["autoencoder_epochs"]),
+            batch_size=int(t["batch_size"]),
+            validation_rows=np.concatenate(val_rows),
+        )
+        front = autoencoder.front()
+
+    weights = None
+    sample_weight = recency_weights(prep.age, float(t["recency_halflife"]))
+    if t["class_weights"] and head.task == "classification":
+        weights = _class_weights(y_train.astype(int))
+        sample_weight = sample_weight * np.array([weights[int(c)] for c in y_train])
+    if not t["class_weights"] and t["recency_halflife"] <= 0:
+        sample_weight = None
+
+    build = _builder(cfg, window, len(feature_set), head, y_train, front)
+    tuning = None
+    tn = cfg["tuning"]
+    if tn["algorithm"]:
+        from kerastrader.models.tuning import search
+
+        tuned = search(
+            lambda values: build({**m, **values}),
+            tn["space"],
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+            algorithm=tn["algorithm"],
+            max_trials=int(tn["max_trials"]),
+            epochs=int(tn["epochs"]),
+            batch_size=int(t["batch_size"]),
+            seed=int(t["seed"]),
+            directory=(workdir or Path(tempfile.mkdtemp(prefix="kerastrader-tuning-"))) / "tuning",
+            sample_weight=sample_weight,
+            patience=int(t["patience"]),
+            allowed=TUNABLE,
+        )
+        m.update(tuned.best)
+        tuning = tuned.to_dict()
+        log.info("tuning (%s): best %s, val_loss %.4f", tn["algorithm"], tuned.best, tuned.score)
+        seed_everything(int(t["seed"]))
+
+    model = build(m)
     history = model.fit(
         x_train,
         y_train,
@@ -238,8 +450,8 @@ def train(
         epochs=int(t["epochs"]),
         batch_size=int(t["batch_size"]),
         shuffle=False,  # no shuffling across time
-        class_weight=weights,
-        callbacks=callbacks,
+        sample_weight=sample_weight,
+        callbacks=_callbacks(t, workdir),
         verbose=0,
     )
     losses = history.history["val_loss"]
@@ -253,26 +465,14 @@ def train(
     artifact = Artifact(model=model, metadata={})
     artifact.metadata = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "kind": f"{m['kind']}_direction",
+        "kind": f"{m['kind']}_{head.kind}",
         "features": feature_set.to_dict(),
         "window": window,
         "n_features": len(feature_set),
         "warmup_bars": feature_set.lookback + window - 1,
-        "scaler": scaler.to_dict(),
-        "label": {"kind": "direction", "horizon": 1, "definition": DIRECTION_DEFINITION},
-        "model": {
-            k: m[k]
-            for k in (
-                "kind",
-                "units",
-                "dropout",
-                "activation",
-                "learning_rate",
-                "bidirectional",
-                "kernel_size",
-                "heads",
-            )
-        },
+        "scaler": prep.scaler.to_dict(),
+        "label": head.to_dict(),
+        "model": {k: m[k] for k in (*TUNABLE, "custom", "autoencoder")},
         "training": {
             "epochs": int(t["epochs"]),
             "epochs_run": len(losses),
@@ -280,13 +480,16 @@ def train(
             "best_val_loss": float(np.min(losses)),
             "batch_size": int(t["batch_size"]),
             "class_weights": weights,
+            "recency_halflife": float(t["recency_halflife"]),
+            "reduce_lr_patience": int(t["reduce_lr_patience"]),
+            "final_learning_rate": float(model.optimizer.learning_rate.numpy()),
             "seed": int(t["seed"]),
             "samples": {s: int(sum(len(d.ends[s]) for d in datasets.values())) for s in SPLITS},
         },
         "periods": {
             s: [
-                min(d.period(s)[0] for d in datasets.values()),
-                max(d.period(s)[1] for d in datasets.values()),
+                min(_stamp(d.dates[d.ends[s][0]]) for d in datasets.values()),
+                max(_stamp(d.dates[d.ends[s][-1]]) for d in datasets.values()),
             ]
             for s in SPLITS
         },
@@ -294,11 +497,27 @@ def train(
         "data": data_info,
         "versions": library_versions(),
     }
+    if selection:
+        artifact.metadata["selection"] = selection
+    if autoencoder:
+        artifact.metadata["autoencoder"] = autoencoder.to_dict()
+    if tuning:
+        artifact.metadata["tuning"] = tuning
     predict = artifact.batch_predictor
-    p_val, p_test = predict(x_val), predict(x_test)
+    out_val, out_test = predict.outputs(x_val), predict.outputs(x_test)
     artifact.metadata["metrics"] = {
-        "validation": classification_metrics(y_val, p_val),
-        "test": classification_metrics(y_test, p_test),
+        "validation": head.metrics(y_val, out_val),
+        "test": head.metrics(y_test, out_test),
     }
-    artifact.metadata["onnx"] = verify_onnx(artifact, x_test, p_test)
-    return TrainResult(artifact, ds.ends["test"], y_test.astype(int), p_test, ds, datasets)
+    p_test = head.score(out_test)
+    artifact.metadata["onnx"] = verify_onnx(artifact, x_test, out_test)
+    ds = next(iter(datasets.values()))
+    y_out = y_test if head.task == "regression" else y_test.astype(int)
+    return TrainResult(artifact, ds.ends["test"], y_out, p_test, ds, datasets, out_test)
+
+
+def _stamp(when: pd.Timestamp) -> str:
+    """A date for daily bars, a date and time for intraday ones."""
+    if when == when.normalize():
+        return when.date().isoformat()
+    return when.isoformat(sep=" ")

@@ -251,24 +251,40 @@ def _trades(page: Page) -> list[str]:
 def _model(model: dict | None, pngs: list[tuple[str, bytes]]) -> list[str]:
     if not model:
         return ["<p class='note'>No labelled predictions in the backtest period.</p>"]
-    out = [
-        f"<p class='note'>Predictions on {fmt(model.get('test_start'))} to "
-        f"{fmt(model.get('test_end'))} ({model.get('n_test')} bars with a label); "
-        "label: 1 when Close[t+1] &gt; Close[t]. Share of up bars (base rate): "
-        f"{fmt(model.get('base_rate'), 'pct')}. An accuracy or AUC near 0.5 is what a model "
-        "without an edge scores.</p>"
-    ]
-    keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+    task = model.get("task", "direction")
+    period = (
+        f"Predictions on {fmt(model.get('test_start'))} to {fmt(model.get('test_end'))} "
+        f"({model.get('n_test')} bars with a label)"
+    )
+    if task == "regression":
+        out = [
+            f"<p class='note'>{period}; label: the forward return. Directional accuracy near "
+            "0.5 and an information coefficient (Spearman) near 0 are what a model without an "
+            "edge scores.</p>"
+        ]
+        keys = ("mse", "mae", "directional_accuracy", "ic_spearman", "mean_prediction",
+                "std_prediction")  # fmt: skip
+    else:
+        what = (
+            "down / flat / up; the largest class's share"
+            if task == "three_class"
+            else "1 when the close rises; share of up bars"
+        )
+        out = [
+            f"<p class='note'>{period}; label: {what} (base rate): "
+            f"{fmt(model.get('base_rate'), 'pct')}. An accuracy or AUC near the base rate and "
+            "0.5 is what a model without an edge scores.</p>"
+        ]
+        keys = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
+                "log_loss")  # fmt: skip
     out.append(table([(k, fmt(model.get(k))) for k in keys], ("metric", "value")))
     cm = model.get("confusion_matrix")
     if cm:
+        names = ["down/flat", "up"] if len(cm) == 2 else ["down", "flat", "up"]
         out.append(
             table(
-                [
-                    ("actual down/flat", str(cm[0][0]), str(cm[0][1])),
-                    ("actual up", str(cm[1][0]), str(cm[1][1])),
-                ],
-                ("", "predicted down/flat", "predicted up"),
+                [(f"actual {n}", *(str(v) for v in row)) for n, row in zip(names, cm, strict=True)],
+                ("", *(f"predicted {n}" for n in names)),
             )
         )
     folds = model.get("folds")
