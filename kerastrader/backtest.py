@@ -336,7 +336,8 @@ def run_experiment(
     scored = pd.concat(scored_parts).sort_index(kind="stable")
     model_metrics: dict[str, Any] | None = None
     if len(scored):
-        raw = np.array([outputs[s][r] for s, r in zip(scored["symbol"], scored["row"])])
+        keys = zip(scored["symbol"], scored["row"], strict=True)
+        raw = np.array([outputs[sym][row] for sym, row in keys])
         model_metrics = head.metrics(scored["y"].to_numpy(), raw)
         if isinstance(artifact, WalkForwardModel):
             model_metrics["folds"] = [
