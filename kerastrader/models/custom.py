@@ -65,6 +65,6 @@ def custom_model(spec: str, window: int, n_features: int, head: Head) -> keras.M
             "(model.window, number of features)"
         )
     head.check_output_shape(tuple(model.output_shape), f"model.custom = {spec!r}")
-    if model.optimizer is None or not getattr(model, "compiled", True):
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
         model.compile(optimizer=keras.optimizers.Adam(1e-3), **head.compile_args())
     return model
