@@ -93,6 +93,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if data_path and not Path(data_path).is_absolute():
             # A path in a config file is relative to that file, wherever the command runs.
             cfg["data"]["path"] = str((path.parent / data_path).resolve())
+        custom = user.get("model", {}).get("custom", "")
+        file_part, _, function = custom.partition(":")
+        if file_part.endswith((".keras", ".py")) and not Path(file_part).is_absolute():
+            resolved = str((path.parent / file_part).resolve())
+            cfg["model"]["custom"] = f"{resolved}:{function}" if function else resolved
     for text in overrides or []:
         section, key, value = parse_override(text)
         if section not in cfg:

@@ -2,7 +2,8 @@
 
 - a saved ``.keras`` file: loaded (safe mode on), checked against the window and features,
   compiled with the head's loss if it is not compiled, then trained from its current weights;
-- an import path ``package.module:function``: called as ``function(input_shape)`` (or
+- an import path ``package.module:function`` or a file ``path/to/models.py:function``
+  (relative to the config file): called as ``function(input_shape)`` (or
   ``function(input_shape, head=...)`` when it takes a ``head`` argument), returning a compiled
   Keras model. ``input_shape`` is ``(window, n_features)``.
 
@@ -12,6 +13,7 @@ Either way the result must take ``(None, window, n_features)`` and give the head
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -30,6 +32,15 @@ def _from_file(path: Path) -> keras.Model:
         raise ConfigError(f"{path}: cannot be loaded by Keras ({exc})") from None
 
 
+def _from_source(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    spec = importlib.util.spec_from_file_location(f"kerastrader_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _from_import(spec: str, input_shape: tuple[int, int], head: Head) -> keras.Model:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -37,8 +48,11 @@ def _from_import(spec: str, input_shape: tuple[int, int], head: Head) -> keras.M
             f"model.custom = {spec!r}: expected a .keras file or 'package.module:function'"
         )
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        if module_name.endswith(".py"):
+            module = _from_source(Path(module_name))
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, FileNotFoundError) as exc:
         raise ConfigError(f"model.custom = {spec!r}: cannot import {module_name} ({exc})") from None
     fn = getattr(module, attr, None)
     if not callable(fn):

@@ -436,6 +436,7 @@ def train(
             sample_weight=sample_weight,
             patience=int(t["patience"]),
             allowed=TUNABLE,
+            progress=True,
         )
         m.update(tuned.best)
         tuning = tuned.to_dict()
