@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 def classification_metrics(
     y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix.
+    """Accuracy, precision, recall, F1, ROC AUC, log loss, the confusion matrix and the
+    calibration curve (ten quantile bins: mean prediction against the share that went up).
 
     ``y_prob`` is the predicted probability of class 1 (the next bar closes higher). ROC AUC is
     NaN-free only when both classes occur; with one class it is reported as None rather than
@@ -37,6 +38,14 @@ def classification_metrics(
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
         "n_test": int(len(y_true)),
     }
+    if both and len(y_true) >= 20:
+        from sklearn.calibration import calibration_curve
+
+        frac, mean = calibration_curve(y_true, y_prob, n_bins=10, strategy="quantile")
+        out["calibration"] = {
+            "mean_predicted": [float(v) for v in mean],
+            "fraction_up": [float(v) for v in frac],
+        }
     return out
 
 

@@ -360,6 +360,7 @@ def train(
     cfg: Config,
     data_info: dict[str, Any],
     workdir: str | Path | None = None,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Train the configured model and return an (unsaved) artifact.
 
@@ -368,7 +369,8 @@ def train(
     on every symbol's training rows. In order: feature selection (training rows), scaler
     (training rows), optional autoencoder (training rows), optional tuning (scored on the
     validation period), then the one fit, with EarlyStopping on the validation period.
-    ``workdir`` holds checkpoints, TensorBoard logs and the tuner's trials.
+    ``workdir`` holds checkpoints, TensorBoard logs and the tuner's trials; ``callbacks`` are
+    extra Keras callbacks for the final fit (the configured ones are always there).
     """
     m, t = dict(cfg["model"]), cfg["training"]
     head = Head.from_config(cfg["label"])
@@ -452,7 +454,7 @@ def train(
         batch_size=int(t["batch_size"]),
         shuffle=False,  # no shuffling across time
         sample_weight=sample_weight,
-        callbacks=_callbacks(t, workdir),
+        callbacks=_callbacks(t, workdir) + list(callbacks or []),
         verbose=0,
     )
     losses = history.history["val_loss"]
