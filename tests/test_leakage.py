@@ -52,3 +52,21 @@ def test_the_random_walk_keeps_the_shape_of_the_data(orcl):
     vol = np.std(np.diff(np.log(walk["close"].to_numpy())))
     assert vol == pytest.approx(np.std(np.diff(np.log(orcl["close"].to_numpy()))), rel=0.1)
     assert (walk["high"] >= walk[["open", "close"]].max(axis=1)).all()
+
+
+def test_a_regression_pipeline_is_judged_by_whether_its_predicted_return_calls_direction(capsys):
+    args = [*ARGS, "--set", 'label.kind="regression"', "--set", "label.horizon=5"]
+    assert main(["check-leakage", "-q", *args]) == 0
+    assert "no leak detected" in capsys.readouterr().out
+
+
+def test_a_leaky_feature_is_caught_in_a_three_class_pipeline(monkeypatch, capsys):
+    monkeypatch.setitem(
+        feature_module.KINDS,
+        "peek",
+        feature_module._Kind(_peek, ("close",), False, 1, lambda n: n, "LEAKS on purpose"),
+    )
+    names = '["logret_1", "rsi_14", "peek_1"]'
+    args = [*ARGS, "--set", 'label.kind="three_class"', "--set", f"features.names={names}"]
+    assert main(["check-leakage", "-q", *args]) == 3
+    assert "LEAK:" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn import metrics as skm
 
 from kerastrader.config import Config
 
@@ -74,14 +75,21 @@ def check_leakage(cfg: Config, bars: pd.DataFrame, seed: int = 0) -> LeakageResu
 
     walk = random_walk_like(bars, seed)
     result = train(walk, copy.deepcopy(cfg), {"source": walk.attrs["source"]})
-    m = result.artifact.metadata["metrics"]["test"]
-    n = int(m["n_test"])
-    y = result.y_test
+    head = result.artifact.head
+    # Every head is judged the same way: does its prediction tell whether the walk's close
+    # rises over the horizon better than a coin? (P(up) above 0.5; the three-class score
+    # P(up) + P(flat)/2 above 0.5; a predicted return above 0.)
+    close = walk["close"].to_numpy()
+    ends = result.test_ends
+    y = (close[ends + head.horizon] > close[ends]).astype(int)
+    threshold = 0.0 if head.kind == "regression" else 0.5
+    accuracy = float(skm.accuracy_score(y, (result.p_test > threshold).astype(int)))
+    n = len(y)
     n1 = int(y.sum())
     n0 = n - n1
-    acc_z = (m["accuracy"] - 0.5) / math.sqrt(0.25 / n)
-    auc = m.get("roc_auc")
-    auc_z = None
-    if auc is not None and n0 and n1:  # Hanley-McNeil standard error of AUC = 0.5
+    acc_z = (accuracy - 0.5) / math.sqrt(0.25 / n)
+    auc, auc_z = None, None
+    if n0 and n1:  # Hanley-McNeil standard error of AUC = 0.5
+        auc = float(skm.roc_auc_score(y, result.p_test))
         auc_z = (auc - 0.5) / math.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1))
-    return LeakageResult(m["accuracy"], auc, n, acc_z, auc_z)
+    return LeakageResult(accuracy, auc, n, acc_z, auc_z)
