@@ -14,7 +14,8 @@ import pytest
 
 from kerastrader.errors import ConfigError
 from kerastrader.models.artifact import load_artifact, save_artifact
-from kerastrader.models.training import recency_weights, train
+from kerastrader.models.features import FeatureSet
+from kerastrader.models.training import recency_weights, split_dataset, train
 from tests.conftest import tiny_config
 from tests.test_indicator import run
 
@@ -152,3 +153,20 @@ def test_recency_halflife_changes_the_fit_and_is_recorded(orcl_slice):
     assert recent.artifact.metadata["training"]["recency_halflife"] == 100.0
     assert not np.allclose(plain.p_test, recent.p_test)
     json.dumps(recent.artifact.metadata)
+
+
+def test_permutation_selection_sees_training_rows_only_and_the_model_uses_the_kept_features(
+    orcl_slice, tmp_path
+):
+    cfg = tiny_config(selection={"method": "permutation", "min_features": 2, "max_features": 4})
+    result, artifact, _ = _train_save_reload_backtest(cfg, orcl_slice, tmp_path)
+    sel = artifact.metadata["selection"]
+    assert 2 <= len(sel["selected"]) <= 4
+    assert artifact.metadata["features"]["names"] == sel["selected"]
+    assert artifact.n_features == len(sel["selected"])
+    # The candidate rows are exactly the training windows' last bars: nothing after train_end.
+    details = sel["details"]
+    used = details["rows_fit"] + details["rows_purged"] + details["rows_holdout"]
+    candidates = FeatureSet(sel["candidates"], memory=cfg["features"]["memory"])
+    train_rows = split_dataset(orcl_slice, candidates, 10, cfg["split"]).ends["train"]
+    assert used == len(train_rows)

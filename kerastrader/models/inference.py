@@ -24,6 +24,17 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 
+class _NoRetracingNotice(logging.Filter):
+    """Each model gets its own traced function (one per walk-forward fold, per tuning trial);
+    TensorFlow reports that as "excessive retracing", which here is expected and harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingNotice())
+
+
 def _signature(window: int, n_features: int) -> tuple[tf.TensorSpec]:
     return (tf.TensorSpec((None, window, n_features), tf.float32, name="x"),)
 
