@@ -45,6 +45,100 @@ def _schedule(model) -> list[tuple[float, Artifact]]:
     return [(-math.inf, model)]
 
 
+class DataPredictor:
+    """The per-feed half of a model indicator: features, scaling, windows and fold choice for
+    one data feed, in both passes. The model calls themselves are the caller's, so that a
+    portfolio indicator can batch every feed's window into one call per bar."""
+
+    def __init__(self, data, schedule: list[tuple[float, Artifact]], backend: str) -> None:
+        self.data = data
+        self.schedule = schedule
+        self.backend = backend
+        self._starts = np.array([s for s, _ in schedule])
+        self._steps: dict[int, object] = {}
+        self._fold = -1
+        self._ring = np.empty(0, dtype=np.float32)
+        self._ring_bar = -1  # len(data) when the ring's last row was computed
+
+    @property
+    def warmup(self) -> int:
+        return max(a.warmup for _, a in self.schedule)
+
+    def fold_of(self, when: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._starts, when, side="right") - 1
+
+    def step(self, k: int):
+        if k not in self._steps:
+            self._steps[k] = self.schedule[k][1].step_predictor(self.backend)
+        return self._steps[k]
+
+    # -- vectorised pass -------------------------------------------------------------------
+    def once(self, start: int, end: int):
+        """Yield (bar indices, scores, raw outputs) for the bars [start, end) of the feed, one
+        batched model call per fold."""
+        when = np.asarray(self.data.datetime.array[start:end], dtype=np.float64)
+        folds = self.fold_of(when)
+        for k in np.unique(folds):
+            if k < 0:
+                continue  # before the first fold: no model has been fitted yet
+            rows = np.flatnonzero(folds == k) + start
+            got = self._once_range(self.schedule[k][1], int(rows[0]), int(rows[-1]) + 1)
+            if got is not None:
+                yield got
+
+    def _once_range(self, art: Artifact, start: int, end: int):
+        features = art.feature_set
+        lo = max(0, start - (features.lookback - 1) - (art.window - 1))
+        bars = {
+            c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
+            for c in features.columns
+        }
+        feats = features.compute(bars)
+        ends = window_ends(~np.isnan(feats).any(axis=1), art.window)
+        ends = ends[ends + lo >= start]
+        if len(ends) == 0:
+            return None
+        x = make_windows(art.scaler.transform(feats), ends, art.window)
+        predictor = art.batch_predictor
+        outputs = predictor.outputs(x)
+        return ends + lo, predictor.score(outputs), outputs
+
+    # -- bar-by-bar pass -------------------------------------------------------------------
+    def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
+        return {c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
+                for c in columns}  # fmt: skip
+
+    def window_now(self) -> tuple[int, np.ndarray] | None:
+        """(fold, scaled window ending at the feed's current bar), or None when no model
+        applies yet or the window is not complete."""
+        k = int(self.fold_of(np.array([self.data.datetime[0]]))[0])
+        if k < 0:
+            return None
+        art = self.schedule[k][1]
+        if k != self._fold:  # a new fold's model: its own features, scaler and window
+            self._fold = k
+            self._ring = np.empty((art.window, len(art.feature_set)), dtype=np.float32)
+            self._ring_bar = -1
+        features, scaler = art.feature_set, art.scaler
+        bar = len(self.data)
+        size = features.lookback + art.window - 1
+        if bar < size:
+            return None
+        if self._ring_bar == bar - 1:
+            row = features.compute_last(self._recent(features.columns, features.lookback))
+            self._ring[:-1] = self._ring[1:]
+            self._ring[-1] = scaler.transform(row)
+        elif self._ring_bar != bar:
+            # First bar after warm-up, a fold switch or a gap: the last W rows from the
+            # full-history path.
+            feats = features.compute(self._recent(features.columns, size))
+            self._ring[:] = scaler.transform(feats[-art.window :])
+        self._ring_bar = bar
+        if np.isnan(self._ring).any():
+            return None
+        return k, self._ring
+
+
 class KerasIndicator(bt.Indicator):
     """A Keras model's prediction per bar, from causal features of the data feed.
 
@@ -63,85 +157,27 @@ class KerasIndicator(bt.Indicator):
 
     def __init__(self) -> None:
         self.schedule = _schedule(self.p.model)
-        self._starts = np.array([s for s, _ in self.schedule])
         self.artifact = self.schedule[-1][1]  # the newest model
-        self.addminperiod(max(a.warmup for _, a in self.schedule))
+        self.feed = DataPredictor(self.data, self.schedule, self.p.backend)
+        self.addminperiod(self.feed.warmup)
         self.outputs: dict[int, np.ndarray] = {}  # bar index -> raw model outputs
-        self._steps: dict[int, object] = {}
-        self._fold = -1
-        self._ring = np.empty(0, dtype=np.float32)
-        self._ring_bar = -1  # len(self) when the ring's last row was computed
 
-    def _fold_of(self, when: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self._starts, when, side="right") - 1
-
-    # -- vectorised pass -------------------------------------------------------------------
     def once(self, start: int, end: int) -> None:
         if end <= start:
             return
-        when = np.asarray(self.data.datetime.array[start:end], dtype=np.float64)
-        folds = self._fold_of(when)
-        for k in np.unique(folds):
-            if k < 0:
-                continue  # before the first fold: no model has been fitted yet
-            rows = np.flatnonzero(folds == k) + start
-            self._once_range(self.schedule[k][1], int(rows[0]), int(rows[-1]) + 1)
-
-    def _once_range(self, art: Artifact, start: int, end: int) -> None:
-        features = art.feature_set
-        lo = max(0, start - (features.lookback - 1) - (art.window - 1))
-        bars = {
-            c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
-            for c in features.columns
-        }
-        feats = features.compute(bars)
-        ends = window_ends(~np.isnan(feats).any(axis=1), art.window)
-        ends = ends[ends + lo >= start]
-        if len(ends) == 0:
-            return
-        x = make_windows(art.scaler.transform(feats), ends, art.window)
-        predictor = art.batch_predictor
-        outputs = predictor.outputs(x)
-        preds = predictor.score(outputs)
         out = self.lines.prediction.array
-        for j, (i, p) in enumerate(zip(ends + lo, preds, strict=True)):
-            out[i] = p
-            self.outputs[int(i)] = outputs[j]
-
-    # -- bar-by-bar pass -------------------------------------------------------------------
-    def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
-        return {c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
-                for c in columns}  # fmt: skip
+        for rows, scores, outputs in self.feed.once(start, end):
+            for j, i in enumerate(rows):
+                out[i] = scores[j]
+                self.outputs[int(i)] = outputs[j]
 
     def next(self) -> None:
-        k = int(self._fold_of(np.array([self.data.datetime[0]]))[0])
-        if k < 0:
+        got = self.feed.window_now()
+        if got is None:
             self.lines.prediction[0] = math.nan
             return
-        art = self.schedule[k][1]
-        if k != self._fold:  # a new fold's model: its own features, scaler and window
-            self._fold = k
-            self._ring = np.empty((art.window, len(art.feature_set)), dtype=np.float32)
-            self._ring_bar = -1
-        if k not in self._steps:
-            self._steps[k] = art.step_predictor(self.p.backend)
-        features, scaler = art.feature_set, art.scaler
-        bar = len(self)
-        if self._ring_bar == bar - 1:
-            row = features.compute_last(self._recent(features.columns, features.lookback))
-            self._ring[:-1] = self._ring[1:]
-            self._ring[-1] = scaler.transform(row)
-        else:
-            # First bar after warm-up, a fold switch or a gap: the last W rows from the
-            # full-history path.
-            size = features.lookback + art.window - 1
-            feats = features.compute(self._recent(features.columns, size))
-            self._ring[:] = scaler.transform(feats[-art.window :])
-        self._ring_bar = bar
-        if np.isnan(self._ring).any():
-            self.lines.prediction[0] = math.nan
-            return
-        step = self._steps[k]
-        self.lines.prediction[0] = step(self._ring)
+        k, ring = got
+        step = self.feed.step(k)
+        self.lines.prediction[0] = step(ring)
         if step.last_outputs is not None:
             self.outputs[len(self.data) - 1] = step.last_outputs[0]

@@ -139,6 +139,16 @@ class StepPredictor:
             raise ValueError(f"unknown inference backend {backend!r} (onnx or tf)")
         self._buf = np.empty((1, window, n_features), dtype=np.float32)
 
+    def batch(self, windows: np.ndarray) -> np.ndarray:
+        """Raw outputs (n, k) for several windows in one call: a portfolio's instruments at
+        one bar share a single model call."""
+        x = np.asarray(windows, dtype=np.float32)
+        if self.backend == "onnx":
+            out = self._session.run(None, {self._input: x})[0]
+        else:
+            out = self._fn(tf.constant(x)).numpy()
+        return out.reshape(len(x), -1)
+
     def __call__(self, window: np.ndarray) -> float:
         self._buf[0] = window
         if self.backend == "onnx":
