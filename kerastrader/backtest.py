@@ -25,7 +25,8 @@ from kerastrader.models.progress import make_progress
 from kerastrader.models.walkforward import WalkForwardModel, load_model, walk_forward
 from kerastrader.reports.analyzer import PortfolioAnalyzer
 from kerastrader.reports.writer import write_run_files
-from kerastrader.strategies.threshold import ThresholdStrategy
+from kerastrader.strategies.costs import configure_broker, round_trip_cost
+from kerastrader.strategies.model_strategy import ModelStrategy
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +238,52 @@ def _buy_and_hold(
     return bench.rename("benchmark")
 
 
+def _instrument_returns(
+    universe: dict[str, pd.DataFrame], starts: dict[str, pd.Timestamp], lasts: dict[str, int]
+) -> dict[str, pd.Series]:
+    """Each instrument's own buy-and-hold daily returns over the backtest period."""
+    return {sym: _buy_and_hold({sym: universe[sym]}, {sym: starts[sym]}, {sym: lasts[sym]})
+            for sym in universe}  # fmt: skip
+
+
+def _model_for(
+    cfg: Config,
+    universe: dict[str, pd.DataFrame],
+    data_info: dict[str, Any],
+    out_dir: Path,
+    model_dir: str | Path | None,
+    symbol: str | None,
+):
+    """Load, or train and save, the model for ``universe`` (one symbol's own model when
+    ``symbol`` is given: saved in ``model/<symbol>/``)."""
+    from kerastrader.models.training import train
+
+    sub = Path(symbol) if symbol else Path()
+    if model_dir is not None:
+        artifact = load_model(Path(model_dir) / sub)
+        if not cfg["selection"]["method"]:  # a selected subset is the model's own business
+            artifact.check_compatible(  # the config must describe the model it loads
+                cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
+            )
+        return artifact
+    target = out_dir / "model" / sub
+    if cfg["walkforward"]["enabled"]:
+        work = out_dir / sub
+        artifact = walk_forward(universe, cfg, data_info, target, workdir=work)
+        log.info("%d walk-forward folds saved to %s", len(artifact.folds), target)
+        return artifact
+    bars = universe if len(universe) > 1 else next(iter(universe.values()))
+    info = {**data_info, "symbol": symbol} if symbol else data_info
+    result = train(bars, cfg, info, out_dir / sub)
+    save_artifact(result.artifact, target)
+    log.info("model saved to %s", target)
+    return result.artifact
+
+
 def run_experiment(
     cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None
 ) -> RunResult:
     """Run one experiment end to end and write the run files into ``out_dir``."""
-    from kerastrader.models.training import train
-
     out_dir = Path(out_dir)
     universe, data_info = load_universe(cfg)
     symbols = list(universe)
@@ -256,23 +297,23 @@ def run_experiment(
         data_info["last"],
     )
 
-    if model_dir is not None:
-        artifact = load_model(model_dir)
-        if not cfg["selection"]["method"]:  # a selected subset is the model's own business
-            artifact.check_compatible(  # the config must describe the model it loads
-                cfg["features"]["names"], cfg["model"]["window"], cfg["features"]["memory"]
-            )
-    elif cfg["walkforward"]["enabled"]:
-        artifact = walk_forward(universe, cfg, data_info, out_dir / "model", workdir=out_dir)
-        log.info("%d walk-forward folds saved to %s", len(artifact.folds), out_dir / "model")
+    per_instrument = multi and cfg["portfolio"]["models"] == "per_instrument"
+    unknown = sorted(set(cfg["portfolio"]["weights"]) - set(symbols))
+    if unknown:
+        raise ConfigError(f"portfolio.weights: {', '.join(unknown)} not among the symbols "
+                          f"({', '.join(symbols)})")  # fmt: skip
+    if cfg["portfolio"]["allocation"] == "strategic" and not cfg["portfolio"]["weights"]:
+        raise ConfigError("portfolio.allocation = 'strategic' needs portfolio.weights")
+    if per_instrument:
+        models = {sym: _model_for(cfg, {sym: universe[sym]}, data_info, out_dir, model_dir, sym)
+                  for sym in symbols}  # fmt: skip
+        artifact = models[symbols[0]]
     else:
-        result = train(universe if multi else universe[symbols[0]], cfg, data_info, out_dir)
-        artifact = result.artifact
-        save_artifact(artifact, out_dir / "model")
-        log.info("model saved to %s", out_dir / "model")
+        artifact = _model_for(cfg, universe, data_info, out_dir, model_dir, None)
+        models = {sym: artifact for sym in symbols}
     head = artifact.head
 
-    periods = {s: backtest_period(universe[s], cfg, artifact, s) for s in symbols}
+    periods = {s: backtest_period(universe[s], cfg, models[s], s) for s in symbols}
     firsts = {s: universe[s].index[p[0]] for s, p in periods.items()}
     lasts = {s: p[1] for s, p in periods.items()}
     in_sample = any(p[2] for p in periods.values())
@@ -286,19 +327,21 @@ def run_experiment(
     # bar (empty only during the warm-up); orders and returns start at the backtest period.
     for sym in symbols:
         cerebro.adddata(make_feed(universe[sym].iloc[: lasts[sym] + 1], sym), name=sym)
-    cerebro.broker.setcash(b["cash"])
-    cerebro.broker.setcommission(commission=b["commission"])
-    if b["slippage"]:
-        cerebro.broker.set_slippage_perc(b["slippage"], slip_open=True, slip_match=True)
-    s = cfg["strategy"]
+    configure_broker(cerebro, b)
+    first_closes = [universe[sym]["close"].iloc[periods[sym][0]] for sym in symbols]
+    price = float(np.median(first_closes))
     cerebro.addstrategy(
-        ThresholdStrategy,
-        model=artifact,
-        enter=s["enter"],
-        exit=s["exit"],
-        allow_short=s["allow_short"],
-        target_percent=s["target_percent"],
+        ModelStrategy,
+        model=models if per_instrument else artifact,
+        settings={
+            **{k: cfg[k] for k in ("strategy", "sizing", "risk", "portfolio")},
+            "head": head.kind,
+            "horizon": head.horizon,
+        },
         trade_start=start,
+        round_trip=round_trip_cost(
+            b, price, b["cash"] * cfg["strategy"]["target_percent"] / len(symbols) / price
+        ),  # fmt: skip
     )
     cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=start)
     total = max(lasts[sym] + 1 for sym in symbols)
@@ -310,11 +353,10 @@ def run_experiment(
     analysis = strategy.analyzers.portfolio.get_analysis()
 
     predictions, outputs = {}, {}
-    for sym, indicator in zip(symbols, strategy.predictions, strict=True):
+    for i, sym in enumerate(symbols):
         n = lasts[sym] + 1
-        pred = np.asarray(indicator.lines.prediction.array[:n], dtype=float)
+        pred, outputs[sym] = strategy.predictions_by_bar(i, n)
         predictions[sym] = pd.Series(pred, index=universe[sym].index[:n], name="prediction")
-        outputs[sym] = indicator.outputs
 
     bench = _buy_and_hold(universe, firsts, lasts)
     unmatched = analysis["returns"].index.difference(bench.index)
@@ -372,7 +414,11 @@ def run_experiment(
         extra_run={
             "symbols": symbols,
             "data": data_info["path"],
-            "model": str(artifact.path) if artifact.path else None,
+            "model": str(
+                out_dir / "model"
+                if per_instrument and model_dir is None
+                else (Path(model_dir) if model_dir else artifact.path)
+            ),
             "warmup_bars": artifact.warmup,
             "runonce": cfg["backtest"]["runonce"],
             "figures": cfg["report"]["figures"],
@@ -380,6 +426,7 @@ def run_experiment(
         },
         data=data_info,
         diagnostic_dates=scored.index if binary else None,
+        instruments=_instrument_returns(universe, firsts, lasts) if multi else None,
     )
     first_predictions = predictions[symbols[0]]
     return RunResult(

@@ -117,6 +117,12 @@ def validate(cfg: Config) -> None:
         ("selection", "method"): ("", "boruta", "permutation"),
         ("tuning", "algorithm"): ("", "random", "hyperband", "bayesian"),
         ("walkforward", "scheme"): ("expanding", "rolling"),
+        ("strategy", "signal"): ("threshold", "proportional"),
+        ("sizing", "method"): ("fixed", "volatility", "kelly"),
+        ("portfolio", "models"): ("shared", "per_instrument"),
+        ("portfolio", "allocation"): ("independent", "top_k", "proportional", "strategic"),
+        ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
+        ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:
@@ -154,6 +160,41 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.units must be a non-empty list of positive integers")
     if not 0.0 <= cfg["model"]["dropout"] < 1.0:
         raise ConfigError("model.dropout must be in [0, 1)")
+    non_negative = [
+        ("strategy", "min_hold"),
+        ("risk", "stop_loss"),
+        ("risk", "take_profit"),
+        ("risk", "trailing_stop"),
+        ("risk", "daily_loss_limit"),
+        ("portfolio", "turnover_limit"),
+        ("portfolio", "resize_band"),
+        ("portfolio", "tilt"),
+        ("broker", "commission"),
+        ("broker", "per_share"),
+        ("broker", "min_commission"),
+        ("broker", "max_commission"),
+        ("broker", "slippage_bps"),
+        ("broker", "slippage_range"),
+        ("broker", "volume_cap"),
+    ]
+    for section, key in non_negative:
+        if cfg[section][key] < 0:
+            raise ConfigError(f"{section}.{key} must not be negative, not {cfg[section][key]}")
+    for section, key in (("sizing", "max_position"), ("sizing", "max_gross"),
+                         ("sizing", "target_volatility"), ("sizing", "kelly_cap"),
+                         ("sizing", "kelly_multiplier"), ("sizing", "kelly_payoff"),
+                         ("strategy", "scale"), ("sizing", "vol_lookback"),
+                         ("sizing", "periods_per_year"), ("portfolio", "top_k")):  # fmt: skip
+        if cfg[section][key] <= 0:
+            raise ConfigError(f"{section}.{key} must be positive, not {cfg[section][key]}")
+    for key in ("stop_loss", "take_profit", "trailing_stop", "daily_loss_limit"):
+        if cfg["risk"][key] >= 1:
+            raise ConfigError(f"risk.{key} is a fraction (0.05 = 5%), not {cfg['risk'][key]}")
+    for sym, w in cfg["portfolio"]["weights"].items():
+        if not isinstance(w, int | float) or isinstance(w, bool) or w < 0:
+            raise ConfigError(f"portfolio.weights.{sym} must be a non-negative number, not {w!r}")
+    if sum(cfg["portfolio"]["weights"].values()) > cfg["sizing"]["max_gross"] + 1e-9:
+        raise ConfigError("portfolio.weights add up to more than sizing.max_gross")
     strat = cfg["strategy"]
     if strat["exit"] > strat["enter"]:
         raise ConfigError(

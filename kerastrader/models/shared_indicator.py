@@ -34,6 +34,7 @@ class _SharedBase(bt.Indicator):
         self.bars = 0  # bar steps in the bar-by-bar pass
         self._seen = [0] * len(self.datas)
         self.outputs: list[dict[int, np.ndarray]] = [{} for _ in self.datas]
+        self.scores: list[dict[int, float]] = [{} for _ in self.datas]  # by each feed's bar
 
     def prediction(self, i: int):
         return self.lines[i]
@@ -50,6 +51,7 @@ class _SharedBase(bt.Indicator):
                 scores[rows] = s
                 for j, r in enumerate(rows):
                     self.outputs[i][int(r)] = outputs[j]
+                    self.scores[i][int(r)] = float(s[j])
             when = np.asarray(feed.data.datetime.array[:n], dtype=np.float64)
             idx = np.searchsorted(when, clock, side="right") - 1
             line = self.lines[i].array
@@ -78,8 +80,10 @@ class _SharedBase(bt.Indicator):
             self.calls += 1
             scores = step.score(outputs)
             for (i, _), s, o in zip(items, scores, outputs, strict=True):
+                bar = len(self.feeds[i].data) - 1
                 self.lines[i][0] = float(s)
-                self.outputs[i][len(self.feeds[i].data) - 1] = o
+                self.outputs[i][bar] = o
+                self.scores[i][bar] = float(s)
 
 
 def SharedKerasIndicator(*datas, model, backend: str = "onnx") -> bt.Indicator:  # noqa: N802

@@ -171,6 +171,16 @@ def render(page: Page) -> str:
     rows.append(("Final value", f"{run['final_value']:,.2f}", bench_final))
     rows.append(("Closed trades / fills", f"{run['trades']} / {run['fills']}", ""))
     parts.append(table(rows, ("", "Strategy", "Buy and hold")))
+    each = m.get("instruments") or {}
+    if len(each) > 1:
+        keys = (("annual_return", "pct"), ("annual_volatility", "pct"), ("sharpe_ratio", "num"),
+                ("max_drawdown", "pct"), ("cumulative_returns", "pct"))  # fmt: skip
+        rows = [(html.escape(sym), *(fmt(st.get(k), kind) for k, kind in keys))
+                for sym, st in each.items()]  # fmt: skip
+        parts.append("<h3>Buy and hold of each instrument (the benchmark above is their "
+                     "equal-weight mix)</h3>")  # fmt: skip
+        parts.append(table(rows, ("", "Annual return", "Volatility", "Sharpe", "Max drawdown",
+                                  "Cumulative")))  # fmt: skip
     if page.equity_png:
         parts.append(img("Growth of 1 and drawdowns", page.equity_png))
 

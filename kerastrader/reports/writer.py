@@ -109,6 +109,7 @@ def write_run_files(
     extra_run: dict | None = None,
     data: dict | None = None,
     diagnostic_dates: pd.DatetimeIndex | None = None,
+    instruments: dict[str, pd.Series] | None = None,
 ) -> dict[str, Any]:
     """Write the run's files, then build report.html from them (as ``kerastrader report``).
 
@@ -116,7 +117,9 @@ def write_run_files(
     ``kerastrader report RUN_DIR`` rebuilds the same page. Inputs are checked before the first
     file is touched: a bad call leaves an existing run directory as it was. ``data`` (the
     bars' provenance) and ``diagnostic_dates`` (the dates of ``y_true``) are optional extras
-    the backtest passes.
+    the backtest passes, as are ``instruments``: each instrument's own buy-and-hold daily
+    returns over the same dates (with several instruments ``benchmark`` is their equal-weight
+    mix), written to ``benchmarks.csv`` and summarised in ``metrics.json``.
     """
     from kerastrader.reports.report import render_report
 
@@ -130,6 +133,10 @@ def write_run_files(
         "strategy": strategy_stats(returns, benchmark, positions, transactions),
         "benchmark": benchmark_stats(benchmark),
         "model": model,
+        "instruments": {
+            sym: benchmark_stats(r.reindex(returns.index).fillna(0.0))
+            for sym, r in (instruments or {}).items()
+        },
         "run": {
             "start": _date_strings(returns.index[:1])[0] if len(returns) else None,
             "end": _date_strings(returns.index[-1:])[0] if len(returns) else None,
@@ -154,6 +161,12 @@ def write_run_files(
         }
     ).to_csv(index=False, float_format="%.12g")
     _atomic_write(out_dir / "returns.csv", returns_csv)
+    if instruments:
+        each = pd.DataFrame(
+            {sym: r.reindex(returns.index).fillna(0.0).to_numpy() for sym, r in instruments.items()}
+        )
+        each.insert(0, "date", _date_strings(returns.index))
+        _atomic_write(out_dir / "benchmarks.csv", each.to_csv(index=False, float_format="%.12g"))
     _atomic_write(out_dir / "positions.csv", _frame_csv(positions))
     _atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
     _atomic_write(out_dir / "config.toml", config_toml)

@@ -12,7 +12,7 @@ import numpy as np
 
 from kerastrader.strategies.sizing import signal_strength
 
-SCHEDULES = ("daily", "weekly", "monthly")
+SCHEDULES = ("bar", "daily", "weekly", "monthly")
 
 
 def top_k_weights(preds: np.ndarray, k: int, allow_short: bool, gross: float) -> np.ndarray:
@@ -70,12 +70,12 @@ def strategic_weights(
 def is_rebalance_bar(previous: dt.date | None, today: dt.date, schedule: str) -> bool:
     """Whether ``today`` starts a new rebalancing period after the last rebalance ``previous``.
 
-    ``daily``: every new day; ``weekly``: the first bar of an ISO week; ``monthly``: the first
-    bar of a calendar month. The first bar ever always rebalances.
+    ``bar``: every bar; ``daily``: every new day; ``weekly``: the first bar of an ISO week;
+    ``monthly``: the first bar of a calendar month. The first bar ever always rebalances.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}")
-    if previous is None:
+    if previous is None or schedule == "bar":
         return True
     if schedule == "daily":
         return today != previous

@@ -1,0 +1,330 @@
+"""The model strategy: predictions in, sized and risk-managed orders out, for one instrument
+or a whole book.
+
+Each bar, after the close: read every instrument's prediction, turn the predictions into
+target weights (signal, sizing or a cross-sectional allocation, then position and gross
+limits and a turnover limit), and send the orders that move the book there. Market orders
+fill at the next bar's open (Backtrader's default; no cheat-on-close). Entries carry
+stop-loss / take-profit / trailing-stop children as a bracket when configured, so the exits
+live at the broker between bars, as they would at Interactive Brokers.
+
+The settings are the config's ``[strategy]``, ``[sizing]``, ``[risk]`` and ``[portfolio]``
+sections (every key present); see the README's config reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from kerastrader.strategies import allocation as alloc
+from kerastrader.strategies import sizing
+from kerastrader.strategies.signals import FLAT, threshold_side
+
+log = logging.getLogger(__name__)
+
+
+def _sign(x: float) -> int:
+    return int(x > 0) - int(x < 0)
+
+
+class ModelStrategy(bt.Strategy):
+    params = (
+        ("model", None),  # an artifact (shared by all feeds) or {symbol: artifact}
+        ("settings", None),  # {"strategy": {...}, "sizing": {...}, "risk": {...}, ...}
+        ("trade_start", None),  # date or datetime: the first bar on which orders may be sent
+        ("backend", "onnx"),
+        ("round_trip", 0.0),  # round-trip cost as a fraction of value (the cost filter)
+    )
+
+    def __init__(self) -> None:
+        from kerastrader.models.indicator import KerasIndicator
+
+        cfg = self.p.settings
+        self.s, self.z, self.r, self.pf = (cfg["strategy"], cfg["sizing"], cfg["risk"],
+                                           cfg["portfolio"])  # fmt: skip
+        self.n = len(self.datas)
+        self.regression = cfg.get("head", "direction") == "regression"
+        self.horizon = int(cfg.get("horizon", 1))
+        models = self.p.model
+        if isinstance(models, dict):  # one model per instrument
+            self.indicators = [
+                KerasIndicator(d, model=models[d._name], backend=self.p.backend) for d in self.datas
+            ]
+            self.shared = None
+        elif self.n > 1:
+            from kerastrader.models.shared_indicator import SharedKerasIndicator
+
+            self.shared = SharedKerasIndicator(*self.datas, model=models, backend=self.p.backend)
+            self.indicators = []
+        else:
+            self.indicators = [KerasIndicator(self.data, model=models, backend=self.p.backend)]
+            self.shared = None
+        self.sides = [FLAT] * self.n
+        self.targets = np.zeros(self.n)
+        self.pending: list[list[bt.Order]] = [[] for _ in range(self.n)]
+        self.children: list[list[bt.Order]] = [[] for _ in range(self.n)]
+        self.entry_bar = [-1] * self.n
+        self.last_rebalance: dt.date | None = None
+        self._day: dt.date | None = None
+        self._day_start_value = math.nan
+        self._last_value = math.nan
+        self.halted_on: dt.date | None = None
+        self.events: list[tuple[str, str, str]] = []  # (time, symbol, what): risk decisions
+        base = self.pf["weights"]
+        self.base_weights = np.array([float(base.get(d._name, 0.0)) for d in self.datas])
+
+    # -- predictions -----------------------------------------------------------------------
+    def prediction_of(self, i: int) -> float:
+        line = self.shared.lines[i] if self.shared is not None else self.indicators[i].prediction
+        return float(line[0])
+
+    def predictions_by_bar(self, i: int, n: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """Instrument i's predictions on its own first ``n`` bars, and raw outputs by bar."""
+        if self.shared is None:
+            ind = self.indicators[i]
+            return np.asarray(ind.lines.prediction.array[:n], dtype=float), ind.outputs
+        outputs = self.shared.outputs[i]
+        out = np.full(n, math.nan)
+        scores = self.shared.scores[i]
+        for bar, value in scores.items():
+            if bar < n:
+                out[bar] = value
+        return out, outputs
+
+    # -- orders ----------------------------------------------------------------------------
+    def _slot(self, data: bt.AbstractDataBase) -> int:
+        # Identity, not ==: Backtrader overloads == on lines to build an operation.
+        return next(i for i, d in enumerate(self.datas) if d is data)
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Submitted, order.Accepted, order.Partial):
+            return
+        i = self._slot(order.data)
+        if order in self.pending[i]:
+            self.pending[i].remove(order)
+        if order in self.children[i]:
+            self.children[i].remove(order)
+            if order.status == order.Completed:
+                self.events.append((self._now(), order.data._name, f"{_exit_name(order)} filled"))
+                for other in list(self.children[i]):  # OCO: the sibling goes too
+                    self.cancel(other)
+        if order.status in (order.Canceled, order.Margin, order.Rejected, order.Expired):
+            if order.status != order.Canceled:
+                log.warning("%s order %s: %s", order.data._name, order.ref, order.getstatusname())
+        size = self.getposition(order.data).size
+        if not self.pending[i]:
+            self.sides[i] = _sign(size)
+            if size == 0:
+                self.entry_bar[i] = -1
+
+    def _now(self) -> str:
+        return self.data.datetime.datetime(0).isoformat(sep=" ")
+
+    def _before_start(self, data) -> bool:
+        when = self.p.trade_start
+        if when is None:
+            return False
+        if isinstance(when, dt.datetime):
+            return data.datetime.datetime(0) < when
+        return data.datetime.date(0) < when
+
+    # -- the daily loss limit --------------------------------------------------------------
+    def _check_daily_loss(self, value: float) -> bool:
+        """True while trading is halted for the day (the limit was hit today)."""
+        today = self.data.datetime.date(0)
+        if today != self._day:
+            self._day = today
+            self._day_start_value = value if math.isnan(self._last_value) else self._last_value
+        self._last_value = value
+        if self.halted_on == today:
+            return True
+        limit = self.r["daily_loss_limit"]
+        if limit > 0 and value < self._day_start_value * (1.0 - limit):
+            self.halted_on = today
+            loss = 1.0 - value / self._day_start_value
+            self.events.append((self._now(), "*", f"daily loss {loss:.2%}: flatten, halt"))
+            log.warning("daily loss limit hit on %s (%.2f%%): flattening", today, 100 * loss)
+            for i, d in enumerate(self.datas):
+                for o in self.pending[i] + self.children[i]:
+                    self.cancel(o)
+                if self.getposition(d).size:
+                    self.pending[i] = [self.close(data=d)]
+                self.sides[i] = FLAT
+                self.targets[i] = 0.0
+            return True
+        return False
+
+    # -- targets ---------------------------------------------------------------------------
+    def _size(self, i: int, pred: float) -> float:
+        """The weight magnitude at full conviction for instrument i."""
+        z = self.z
+        budget = self.s["target_percent"] / self.n
+        if z["method"] == "fixed":
+            return budget
+        if z["method"] == "volatility":
+            closes = np.asarray(self.datas[i].close.get(size=int(z["vol_lookback"]) + 1))
+            vol = sizing.realised_volatility(closes, int(z["periods_per_year"]))
+            return budget * sizing.volatility_scale(vol, z["target_volatility"], math.inf)
+        # kelly
+        if self.regression:  # a predicted return: mu / sigma^2
+            closes = np.asarray(self.datas[i].close.get(size=int(z["vol_lookback"]) + 1))
+            r = np.diff(np.log(closes)) if len(closes) > 2 else np.array([])
+            var = float(np.var(r, ddof=1)) if len(r) > 1 else math.nan
+            raw = sizing.kelly_fraction_continuous(pred / self.horizon, var)
+        else:
+            raw = sizing.kelly_fraction_binary(pred, z["kelly_payoff"])
+        w = sizing.kelly_weight(raw, z["kelly_multiplier"], z["kelly_cap"], True)
+        return abs(w) / self.n if _sign(w) else 0.0
+
+    def _independent_targets(self, preds: np.ndarray) -> np.ndarray:
+        s = self.s
+        out = self.targets.copy()
+        bar = len(self)
+        for i, p in enumerate(preds):
+            if self.pending[i] or self._before_start(self.datas[i]):
+                continue
+            side = self.sides[i]
+            held = self.entry_bar[i] >= 0 and bar - self.entry_bar[i] < s["min_hold"]
+            if s["signal"] == "threshold":
+                new = threshold_side(p, side, s["enter"], s["exit"], s["allow_short"])
+            else:
+                new = _sign(sizing.proportional_weight(p, s["center"], s["scale"],
+                                                       s["allow_short"], 1.0))  # fmt: skip
+                if math.isnan(p):
+                    new = side
+            if held and new != side:
+                continue  # minimum holding period: the exit waits (risk exits do not)
+            if s["cost_filter"] and new != FLAT and new != side:
+                if not sizing.covers_costs(p - s["center"], self.p.round_trip):
+                    new = side
+            if new == FLAT:
+                out[i] = 0.0
+                continue
+            size = self._size(i, p)
+            if s["signal"] == "threshold":
+                if self.z["method"] == "kelly" and _sign(self._kelly_side(p)) != new:
+                    size = 0.0
+                out[i] = new * size
+            else:
+                out[i] = sizing.proportional_weight(
+                    p, s["center"], s["scale"], s["allow_short"], size
+                )
+        return out
+
+    def _kelly_side(self, p: float) -> float:
+        if self.regression:
+            return p
+        return sizing.kelly_fraction_binary(p, self.z["kelly_payoff"])
+
+    def _cross_sectional_targets(self, preds: np.ndarray) -> np.ndarray:
+        pf, s = self.pf, self.s
+        gross = s["target_percent"]
+        if pf["allocation"] == "top_k":
+            return alloc.top_k_weights(preds, int(pf["top_k"]), s["allow_short"], gross)
+        if pf["allocation"] == "proportional":
+            return alloc.proportional_weights(preds, s["center"], s["allow_short"], gross)
+        return alloc.strategic_weights(self.base_weights, preds, s["center"], s["scale"],
+                                       pf["tilt"])  # fmt: skip
+
+    # -- the bar ---------------------------------------------------------------------------
+    def next(self) -> None:
+        value = self.broker.getvalue()
+        if self._check_daily_loss(value):
+            return
+        if self._before_start(self.data):
+            return
+        today = self.data.datetime.date(0)
+        rebalance = alloc.is_rebalance_bar(self.last_rebalance, today, self.pf["rebalance"])
+        preds = np.array([self.prediction_of(i) for i in range(self.n)])
+        independent = self.pf["allocation"] == "independent"
+        if independent:
+            if not rebalance:
+                return
+            targets = self._independent_targets(preds)
+        else:
+            if not rebalance or np.isnan(preds).all():
+                return
+            targets = self._cross_sectional_targets(preds)
+        self.last_rebalance = today
+        targets = sizing.apply_limits(targets, self.z["max_position"], self.z["max_gross"])
+        current = np.array([self._weight(i, value) for i in range(self.n)])
+        targets = sizing.limit_turnover(current, targets, self.pf["turnover_limit"])
+        self.targets = targets
+        band = self.pf["resize_band"]
+        for i, d in enumerate(self.datas):
+            if self.pending[i] or self._before_start(d):
+                continue
+            side_change = _sign(targets[i]) != _sign(self.getposition(d).size)
+            resize = abs(targets[i] - current[i]) > band and (band > 0 or not independent)
+            if side_change or resize:
+                self._trade(i, d, targets[i], value, side_change)
+
+    def _weight(self, i: int, value: float) -> float:
+        pos = self.getposition(self.datas[i])
+        return pos.size * self.datas[i].close[0] / value if value > 0 else 0.0
+
+    def _trade(self, i: int, data, target: float, value: float, side_change: bool) -> None:
+        price = data.close[0]
+        shares = sizing.shares_for(target, value, price, self.z["fractional"])
+        held = self.getposition(data).size
+        delta = shares - held
+        if delta == 0:
+            return
+        brackets = self.r["stop_loss"] > 0 or self.r["take_profit"] > 0 or self.r["trailing_stop"]
+        if brackets and not side_change:
+            return  # children are sized to the entry: a held bracketed position is not resized
+        if brackets:
+            for o in self.children[i]:
+                self.cancel(o)
+            self.children[i] = []
+            orders = []
+            if held:
+                orders.append(self.close(data=data))
+            if shares:
+                orders += self._bracket(data, shares, price)
+            self.pending[i] = [o for o in orders if o is not None]
+        else:
+            if delta > 0:
+                order = self.buy(data=data, size=delta)
+            else:
+                order = self.sell(data=data, size=-delta)
+            self.pending[i] = [order]
+        self.sides[i] = _sign(shares)
+        if side_change:
+            self.entry_bar[i] = len(self) if shares else -1
+
+    def _bracket(self, data, shares: float, price: float) -> list[bt.Order]:
+        """A market entry with its protective children: stop (or trailing stop) and target."""
+        r = self.r
+        i = self._slot(data)
+        long = shares > 0
+        sl, tp, trail = r["stop_loss"], r["take_profit"], r["trailing_stop"]
+        kwargs: dict[str, Any] = {"data": data, "size": abs(shares), "exectype": bt.Order.Market}
+        if trail > 0:
+            kwargs.update(stopexec=bt.Order.StopTrail, stopargs={"trailpercent": trail})
+            kwargs["stopprice"] = price * (1 - trail) if long else price * (1 + trail)
+        elif sl > 0:
+            kwargs["stopprice"] = price * (1 - sl) if long else price * (1 + sl)
+        else:
+            kwargs["stopexec"] = None
+        if tp > 0:
+            kwargs["limitprice"] = price * (1 + tp) if long else price * (1 - tp)
+        else:
+            kwargs["limitexec"] = None
+        parent, stop, limit = (self.buy_bracket if long else self.sell_bracket)(**kwargs)
+        self.children[i] = [o for o in (stop, limit) if o is not None]
+        return [parent]
+
+
+def _exit_name(order: bt.Order) -> str:
+    if order.exectype == bt.Order.StopTrail:
+        return "trailing stop"
+    if order.exectype == bt.Order.Stop:
+        return "stop-loss"
+    return "take-profit"
