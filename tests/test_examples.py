@@ -81,3 +81,15 @@ def test_nvda_example_config_is_valid():
     if not (SHARED_DATA / "nvda-1999-2014.csv").is_file():
         pytest.skip(f"{SHARED_DATA / 'nvda-1999-2014.csv'} is absent (shared data)")
     assert load_config(EXAMPLES / "nvda.toml")["data"]["symbol"] == "NVDA"
+
+
+def test_four_asset_example_runs_on_the_shared_real_data(tmp_path):
+    for name in ("spy", "agg", "xle", "xlf"):
+        if not (SHARED_DATA / f"{name}-daily.csv").is_file():
+            pytest.skip(f"{SHARED_DATA / f'{name}-daily.csv'} is absent (shared data)")
+    out = run_example("four_asset", tmp_path, "--set", "model.units=[4]")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["instruments"]) == {"SPY", "AGG", "XLE", "XLF"}
+    txns = json.loads(json.dumps(metrics["run"]))
+    assert txns["fills"] > 20
+    assert (out / "benchmarks.csv").is_file()

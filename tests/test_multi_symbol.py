@@ -100,3 +100,40 @@ def test_a_glob_of_files_is_one_symbol_per_file(multi_run, long_csv, tmp_path):
     a = pd.read_csv(multi_run / "transactions.csv")
     b = pd.read_csv(out / "transactions.csv")
     pd.testing.assert_frame_equal(a, b)  # the same bars, the same model: the same trades
+
+
+def test_buy_and_hold_of_each_instrument_is_in_metrics_and_benchmarks_csv(multi_run):
+    metrics = json.loads((multi_run / "metrics.json").read_text())
+    assert set(metrics["instruments"]) == {"GEN", "ORCL"}
+    each = pd.read_csv(multi_run / "benchmarks.csv")
+    returns = pd.read_csv(multi_run / "returns.csv")
+    assert list(each.columns) == ["date", "GEN", "ORCL"]
+    # the benchmark is the equal-weight mix of the two, held: its growth is their mean growth
+    growth = (1 + each[["GEN", "ORCL"]]).cumprod().mean(axis=1)
+    np.testing.assert_allclose((1 + returns["benchmark"]).cumprod(), growth, rtol=1e-9)
+    assert "Buy and hold of each instrument" in (multi_run / "report.html").read_text()
+
+
+def test_one_model_per_instrument_is_trained_and_saved_per_symbol(long_csv, tmp_path):
+    out = tmp_path / "per"
+    per = ["--set", 'data.symbols=["*"]', "--set", 'portfolio.models="per_instrument"']
+    args = ["--data", str(long_csv), "--out", str(out), "-q", *TINY, *per]
+    assert run_backtest_main(args) == 0
+    for sym in ("GEN", "ORCL"):
+        meta = json.loads((out / "model" / sym / "metadata.json").read_text())
+        assert meta["symbols"] == [sym]
+    again = tmp_path / "again"
+    reuse = ["--data", str(long_csv), "--out", str(again), "--model", str(out / "model"), "-q",
+             *TINY, *per]  # fmt: skip
+    assert run_backtest_main(reuse) == 0
+    a = pd.read_csv(out / "predictions.csv")
+    b = pd.read_csv(again / "predictions.csv")
+    np.testing.assert_allclose(a["prediction"], b["prediction"], atol=1e-6)
+
+
+def test_strategic_weights_naming_an_unknown_symbol_are_a_config_error(long_csv, tmp_path, capsys):
+    args = ["--data", str(long_csv), "--out", str(tmp_path / "x"), "-q", *TINY,
+            "--set", 'data.symbols=["*"]', "--set", 'portfolio.allocation="strategic"',
+            "--set", "portfolio.weights={ ORCL = 0.5, XYZ = 0.5 }"]  # fmt: skip
+    assert run_backtest_main(args) == 2
+    assert "portfolio.weights: XYZ not among the symbols" in capsys.readouterr().err

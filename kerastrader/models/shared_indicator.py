@@ -32,6 +32,7 @@ class _SharedBase(bt.Indicator):
         self.addminperiod(1)
         self.calls = 0  # model calls in the bar-by-bar pass
         self.bars = 0  # bar steps in the bar-by-bar pass
+        self.predicted_bars = 0  # bar steps on which at least one feed had a full window
         self._seen = [0] * len(self.datas)
         self.outputs: list[dict[int, np.ndarray]] = [{} for _ in self.datas]
         self.scores: list[dict[int, float]] = [{} for _ in self.datas]  # by each feed's bar
@@ -74,6 +75,7 @@ class _SharedBase(bt.Indicator):
                 continue
             k, ring = got
             pending.setdefault(k, []).append((i, ring.copy()))
+        self.predicted_bars += bool(pending)
         for k, items in pending.items():
             step = self.feeds[items[0][0]].step(k)
             outputs = step.batch(np.stack([ring for _, ring in items]))

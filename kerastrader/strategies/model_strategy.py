@@ -52,7 +52,10 @@ class ModelStrategy(bt.Strategy):
         self.regression = cfg.get("head", "direction") == "regression"
         self.horizon = int(cfg.get("horizon", 1))
         models = self.p.model
-        if isinstance(models, dict):  # one model per instrument
+        self.shared, self.indicators = None, []
+        if models is None:
+            pass  # a subclass brings its own predictions (prediction_of)
+        elif isinstance(models, dict):  # one model per instrument
             self.indicators = [
                 KerasIndicator(d, model=models[d._name], backend=self.p.backend) for d in self.datas
             ]
