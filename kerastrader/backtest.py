@@ -423,6 +423,9 @@ def run_experiment(
             "runonce": cfg["backtest"]["runonce"],
             "figures": cfg["report"]["figures"],
             "in_sample": in_sample,
+            "risk_events": [
+                {"time": t, "symbol": sym, "event": what} for t, sym, what in strategy.events
+            ],
         },
         data=data_info,
         diagnostic_dates=scored.index if binary else None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from kerastrader.cli import run_backtest_main
@@ -31,6 +33,13 @@ def test_walkforward_example_reports_one_row_per_fold(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["model"]["folds"]) == 2
     assert "Walk-forward folds" in (out / "report.html").read_text()
+    again = tmp_path / "again"
+    argv = [str(EXAMPLES / "walkforward.toml"), "--model", str(out / "model"), "--out", str(again),
+            *SHRINK, "--set", "walkforward.folds=2", "--set", "model.units=[4]"]  # fmt: skip
+    assert run_backtest_main(argv) == 0
+    a = pd.read_csv(out / "predictions.csv")
+    b = pd.read_csv(again / "predictions.csv")
+    np.testing.assert_allclose(a["prediction"], b["prediction"], atol=1e-6, equal_nan=True)
 
 
 def test_tuning_example_records_the_best_trial_in_the_artifact(tmp_path):

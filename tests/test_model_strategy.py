@@ -211,6 +211,9 @@ def test_daily_loss_limit_flattens_and_stops_trading_for_the_day(trained):
     exits = [f for f in strat.fills if f[2] < 0]
     assert exits[0][0] == 251  # flattened at the next open
     assert strat.halted_on == bars.index[250].date()
+    # no new entry on the halted day: the next entry is sent a day later
+    reentry = [c for c in strat.created if c[2] > 0 and c[0] > 250]
+    assert reentry and reentry[0][0] >= 251
 
 
 def three(seed=5):
