@@ -35,13 +35,19 @@ def test_the_projects_own_pipeline_cannot_predict_a_random_walk(capsys):
     assert abs(accuracy - 0.5) <= 0.03
 
 
-def test_a_look_ahead_feature_is_caught(monkeypatch, capsys):
+@pytest.fixture
+def leaky_names(monkeypatch) -> str:
+    """Registers the leaky ``peek`` feature for one test; the feature list that uses it."""
     monkeypatch.setitem(
         feature_module.KINDS,
         "peek",
         feature_module._Kind(_peek, ("close",), False, 1, lambda n: n, "LEAKS on purpose"),
     )
-    names = '["logret_1", "rsi_14", "peek_1"]'
+    return '["logret_1", "rsi_14", "peek_1"]'
+
+
+def test_a_look_ahead_feature_is_caught(leaky_names, capsys):
+    names = leaky_names
     assert main(["check-leakage", "-q", *ARGS, "--set", f"features.names={names}"]) == 3
     assert "LEAK:" in capsys.readouterr().out
 
@@ -60,13 +66,8 @@ def test_a_regression_pipeline_is_judged_by_whether_its_predicted_return_calls_d
     assert "no leak detected" in capsys.readouterr().out
 
 
-def test_a_leaky_feature_is_caught_in_a_three_class_pipeline(monkeypatch, capsys):
-    monkeypatch.setitem(
-        feature_module.KINDS,
-        "peek",
-        feature_module._Kind(_peek, ("close",), False, 1, lambda n: n, "LEAKS on purpose"),
-    )
-    names = '["logret_1", "rsi_14", "peek_1"]'
+def test_a_leaky_feature_is_caught_in_a_three_class_pipeline(leaky_names, capsys):
+    names = leaky_names
     args = [*ARGS, "--set", 'label.kind="three_class"', "--set", f"features.names={names}"]
     assert main(["check-leakage", "-q", *args]) == 3
     assert "LEAK:" in capsys.readouterr().out
