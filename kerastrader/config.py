@@ -123,6 +123,7 @@ def validate(cfg: Config) -> None:
         ("portfolio", "allocation"): ("independent", "top_k", "proportional", "strategic"),
         ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
+        ("paper", "sec_type"): ("STK", "FUT", "CASH"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:
@@ -176,6 +177,9 @@ def validate(cfg: Config) -> None:
         ("broker", "slippage_bps"),
         ("broker", "slippage_range"),
         ("broker", "volume_cap"),
+        ("paper", "max_quantity"),
+        ("paper", "max_notional"),
+        ("paper", "max_position"),
     ]
     for section, key in non_negative:
         if cfg[section][key] < 0:
