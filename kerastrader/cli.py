@@ -146,6 +146,47 @@ def run_leakage_command(args: argparse.Namespace) -> int:
 EXIT_LEAK = 3
 
 
+def run_paper_command(args: argparse.Namespace) -> int:
+    """Paper trading through IB (or the simulated gateway with --simulate --data FILE)."""
+    from kerastrader.config import load_config
+
+    cfg = load_config(args.config, list(args.overrides))
+    if args.simulate and not args.data:
+        raise KerastraderError("paper --simulate needs --data FILE: the bars to replay")
+
+    def confirm(account: str) -> bool:
+        from kerastrader.brokers.safety import confirm_live
+
+        answer = input(f"LIVE trading on account {account}: type the account id to confirm: ")
+        return confirm_live(answer, account)
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{cfg['data']['symbol'].lower()}-paper"
+    from kerastrader.brokers.paper import run_paper
+
+    result = run_paper(
+        cfg,
+        out,
+        model_dir=args.model,
+        simulate=args.data if args.simulate else None,
+        host=args.host,
+        port=args.port,
+        client_id=args.client_id,
+        dry_run=args.dry_run,
+        live=args.live,
+        speed=args.speed,
+        confirm=confirm if args.live else None,
+    )
+    r = result.metrics["run"]
+    log.info("%s .. %s: %d fills, final value %.2f", r["start"], r["end"], r["fills"],
+             r["final_value"])  # fmt: skip
+    print(f"Report: {out / 'report.html'}")
+    return 0
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -192,6 +233,31 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     leak.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     leak.set_defaults(handler=run_leakage_command)
     from kerastrader.feeds.store import DEFAULT_STORE
+
+    paper = sub.add_parser("paper", help="paper-trade the strategy and model through IB")
+    paper.add_argument("config", nargs="?", help="experiment TOML (default: the built-in one)")
+    paper.add_argument("--host", help="IB Gateway / TWS host (default: paper.host)")
+    paper.add_argument("--port", type=int, help="API port (default: paper.port, 4002)")
+    paper.add_argument("--client-id", type=int, help="API client id (default: paper.client_id)")
+    paper.add_argument(
+        "--simulate", action="store_true", help="replay --data through the simulated gateway"
+    )
+    paper.add_argument("--data", help="with --simulate: the bar file to replay")
+    paper.add_argument(
+        "--speed", type=float, default=0.0, help="--simulate: bars/s (0: lockstep, fastest)"
+    )
+    paper.add_argument("--model", help="the model artifact directory (default: train one)")
+    paper.add_argument("--out", help="write the session's files into this directory")
+    paper.add_argument("--dry-run", action="store_true", help="journal orders, never send")
+    paper.add_argument(
+        "--live", action="store_true", help="allow a live account and port, after confirmation"
+    )
+    paper.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value (repeatable)",
+    )  # fmt: skip
+    paper.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    paper.set_defaults(handler=run_paper_command)
 
     ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")
     ingest.add_argument("source", help="CSV or Parquet file of bars")

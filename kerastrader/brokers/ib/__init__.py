@@ -1,0 +1,1 @@
+"""Interactive Brokers: the TWS API wire protocol and a simulated gateway for paper sessions."""

@@ -1,0 +1,295 @@
+"""A Backtrader broker that trades through IB, never blocks, and journals everything.
+
+Orders from the strategy become ib_async orders (market, limit, stop, stop-limit, trailing,
+and brackets through ``parentId``/``transmit``) carrying an ``orderRef`` made from the run and
+the order's number. Each is written to the journal *before* it is sent. Fills come from
+``execDetails`` paired with their ``commissionReport`` (IB does not promise an ``orderStatus``
+for every change) and are applied to the Backtrader order as partial or complete executions,
+with the commission IB charged. Statuses and rejections (error 201 and others) reach the
+strategy as Backtrader notifications. The strategy's thread never waits for IB: everything
+from IB arrives on the store's queue and is applied in :meth:`IBBroker.next`, which Backtrader
+calls every cycle.
+
+Cash and positions are kept locally from the fills (so the strategy sees the same arithmetic
+as in a backtest) and checked against the account at start and after every reconnect.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import queue
+from typing import Any
+
+import backtrader as bt
+
+from kerastrader.brokers.ib.store import IBStore
+from kerastrader.brokers.journal import Journal
+from kerastrader.brokers.safety import Limits
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+
+
+class IBBroker(bt.BrokerBase):
+    params = (
+        ("store", None),
+        ("journal", None),
+        ("contracts", None),  # data name -> qualified ib_async Contract (filled by the session)
+        ("limits", None),  # safety.Limits
+        ("dry_run", False),  # journal orders, never send them
+        ("cash", 100_000.0),  # starting cash when the journal has no history
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: IBStore = self.p.store
+        self.journal: Journal = self.p.journal
+        self.limits: Limits = self.p.limits or Limits()
+        self.notifs: collections.deque = collections.deque()
+        self.positions: dict[Any, bt.Position] = collections.defaultdict(bt.Position)
+        self.orders: dict[str, bt.Order] = {}  # orderRef -> Backtrader order
+        self.ib_orders: dict[str, Any] = {}  # orderRef -> ib_async Order
+        self.execs: dict[str, dict] = {}  # exec_id -> execution waiting for its commission
+        self.comms: dict[str, dict] = {}  # exec_id -> commission waiting for its execution
+        self.start_cash = float(self.p.cash)
+        self.cash = self.start_cash
+        self.unsent: list[str] = []
+        self.errors: list[tuple[int, int, str]] = []
+
+    # -- Backtrader's broker interface -----------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        self.startingcash = self.cash
+
+    def getcash(self) -> float:
+        return self.cash
+
+    def getvalue(self, datas=None) -> float:
+        value = self.cash
+        for data, pos in self.positions.items():
+            if pos.size and (datas is None or data in datas) and len(data):
+                value += pos.size * data.close[0]
+        return value
+
+    def getposition(self, data) -> bt.Position:
+        return self.positions[data]
+
+    def get_notification(self):
+        return self.notifs.popleft() if self.notifs else None
+
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+            tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+            transmit=True, **kwargs):  # fmt: skip
+        order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                            exectype=exectype, valid=valid, tradeid=tradeid,
+                            trailamount=trailamount, trailpercent=trailpercent, parent=parent,
+                            transmit=transmit)  # fmt: skip
+        return self._submit(order)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
+             tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+             transmit=True, **kwargs):  # fmt: skip
+        order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                             exectype=exectype, valid=valid, tradeid=tradeid,
+                             trailamount=trailamount, trailpercent=trailpercent, parent=parent,
+                             transmit=transmit)  # fmt: skip
+        return self._submit(order)
+
+    def cancel(self, order: bt.Order) -> None:
+        ref = order.info.get("ib_ref")
+        if ref and ref in self.ib_orders and order.alive():
+            self.journal.record_status(ref, "PendingCancel")
+            if not self.p.dry_run:
+                self.store.cancel(self.ib_orders[ref])
+            else:
+                self._set_status(order, "Cancelled")
+
+    # -- sending ---------------------------------------------------------------------------
+    def _submit(self, order: bt.Order) -> bt.Order:
+        order.addcomminfo(self.getcommissioninfo(order.data))
+        number = self.journal.next_order_number()
+        ref = self.journal.order_ref(number)
+        order.addinfo(ib_ref=ref)
+        self.orders[ref] = order
+        data = order.data
+        size = abs(order.created.size)
+        price = order.created.price or data.close[0]
+        signed = order.created.size if order.isbuy() else -abs(order.created.size)
+        reason = self.limits.check_order(data._name, signed, price, self.positions[data].size)
+        parent_ref = order.parent.info.get("ib_ref") if order.parent is not None else None
+        ib_order = self._ib_order(order, ref)
+        self.ib_orders[ref] = ib_order
+        self.journal.record_order(
+            ref, data._name, ib_order.action, size, ib_order.orderType,
+            limit=getattr(ib_order, "lmtPrice", None) if ib_order.orderType in ("LMT", "STP LMT")
+            else None,
+            stop=getattr(ib_order, "auxPrice", None) if ib_order.orderType in ("STP", "STP LMT")
+            else None,
+            trail_percent=order.trailpercent, parent_ref=parent_ref, dry_run=self.p.dry_run,
+        )  # fmt: skip
+        order.submit(self)
+        self.notifs.append(order.clone())
+        if reason is not None:
+            log.warning("order %s refused: %s", ref, reason)
+            self.journal.record_status(ref, "Rejected", why=reason)
+            order.reject(self)
+            self.notifs.append(order.clone())
+            return order
+        if self.p.dry_run:
+            order.accept(self)
+            self.notifs.append(order.clone())
+            return order
+        contract = self.p.contracts[data._name]
+        parent_ib = self.ib_orders.get(parent_ref) if parent_ref else None
+        self.store.post(self._place_on_loop, contract, ib_order, parent_ib)
+        return order
+
+    def _place_on_loop(self, contract: Any, ib_order: Any, parent_ib: Any) -> None:
+        """On the IB thread: ids are assigned there, so a child reads its parent's id here."""
+        ib = self.store.ib
+        if not ib.isConnected():
+            self.store.events.put(("unsent", {"ref": ib_order.orderRef}))
+            return
+        if parent_ib is not None:
+            ib_order.parentId = parent_ib.orderId
+        ib.placeOrder(contract, ib_order)
+        self.store.events.put(("sent", {"ref": ib_order.orderRef, "order_id": ib_order.orderId}))
+
+    def _ib_order(self, order: bt.Order, ref: str) -> Any:
+        ib = self.store.mod
+        action = "BUY" if order.isbuy() else "SELL"
+        qty = abs(order.created.size)
+        et = order.exectype
+        price, plimit = order.created.price, order.created.pricelimit
+        if et in (None, bt.Order.Market, bt.Order.Close):
+            o = ib.MarketOrder(action, qty)
+        elif et == bt.Order.Limit:
+            o = ib.LimitOrder(action, qty, round(price, 6))
+        elif et == bt.Order.Stop:
+            o = ib.StopOrder(action, qty, round(price, 6))
+        elif et == bt.Order.StopLimit:
+            o = ib.StopLimitOrder(action, qty, round(plimit or price, 6), round(price, 6))
+        elif et in (bt.Order.StopTrail, bt.Order.StopTrailLimit):
+            o = ib.Order(action=action, totalQuantity=qty, orderType="TRAIL")
+            if order.trailpercent:
+                o.trailingPercent = order.trailpercent * 100.0
+            else:
+                o.auxPrice = order.trailamount
+            if price:
+                o.trailStopPrice = round(price, 6)
+        else:
+            raise ValueError(f"unsupported order type {order.getordername()}")
+        o.orderRef = ref
+        o.transmit = bool(order.transmit)
+        o.tif = "GTC" if et not in (None, bt.Order.Market, bt.Order.Close) else "DAY"
+        o.account = self.store.account
+        return o
+
+    # -- what IB reported ------------------------------------------------------------------
+    def next(self) -> None:
+        while True:
+            try:
+                kind, payload = self.store.events.get_nowait()
+            except queue.Empty:
+                break
+            handler = getattr(self, f"_on_{kind}", None)
+            if handler is not None:
+                handler(payload)
+        self.notifs.append(None)  # Backtrader's end-of-cycle marker
+
+    def _on_sent(self, p: dict) -> None:
+        self.journal.set_ib_order_id(p["ref"], int(p["order_id"]))
+
+    def _on_unsent(self, p: dict) -> None:
+        self.unsent.append(p["ref"])
+        self.journal.record_status(p["ref"], "Unsent", why="not connected")
+
+    def _on_status(self, p: dict) -> None:
+        ref = p["ref"]
+        order = self.orders.get(ref)
+        self.journal.record_status(ref, p["status"], filled=p["filled"],
+                                   remaining=p["remaining"], avg_price=p["avg_price"])  # fmt: skip
+        if order is not None:
+            self._set_status(order, p["status"])
+
+    def _set_status(self, order: bt.Order, status: str) -> None:
+        if not order.alive():
+            return
+        if status in ("PreSubmitted", "Submitted") and order.status < bt.Order.Accepted:
+            order.accept(self)
+            self.notifs.append(order.clone())
+        elif status in ("Cancelled", "ApiCancelled"):
+            order.cancel()
+            self.notifs.append(order.clone())
+        elif status == "Inactive":
+            order.reject(self)
+            self.notifs.append(order.clone())
+
+    def _on_error(self, p: tuple) -> None:
+        req_id, code, message = p
+        self.errors.append(p)
+        for ref, ib_order in self.ib_orders.items():
+            if ib_order.orderId == req_id and code in (201, 202, 203, 103, 110, 135, 161):
+                self.journal.record_status(ref, "Rejected" if code != 202 else "Cancelled",
+                                           why=f"{code} {message}")  # fmt: skip
+                order = self.orders.get(ref)
+                if order is not None and order.alive():
+                    if code == 202:
+                        order.cancel()
+                    else:
+                        order.reject(self)
+                    self.notifs.append(order.clone())
+
+    def _on_exec(self, p: dict) -> None:
+        if p["exec_id"] in self.execs or p["exec_id"] in self.journal.known_exec_ids():
+            return
+        self.execs[p["exec_id"]] = p
+        self.journal.record_fill(p["exec_id"], p["ref"], p["symbol"],
+                                 _when(p.get("time")), p["shares"], p["price"])  # fmt: skip
+        self._try_apply(p["exec_id"])
+
+    def _on_commission(self, p: dict) -> None:
+        self.comms[p["exec_id"]] = p
+        self.journal.record_commission(p["exec_id"], p["commission"], p.get("realized_pnl"))
+        self._try_apply(p["exec_id"])
+
+    def _try_apply(self, exec_id: str) -> None:
+        if exec_id not in self.execs or exec_id not in self.comms:
+            return
+        e, c = self.execs.pop(exec_id), self.comms.pop(exec_id)
+        order = self.orders.get(e["ref"])
+        if order is None:
+            log.warning("fill %s for an order this session does not know (%s)", exec_id, e["ref"])
+            return
+        self._apply_fill(order, e["shares"], e["price"], float(c["commission"]))
+
+    def _apply_fill(self, order: bt.Order, shares: float, price: float, comm: float) -> None:
+        data = order.data
+        pos = self.positions[data]
+        old_price = pos.price
+        psize, pprice, opened, closed = pos.update(shares, price)
+        ci = self.getcommissioninfo(data)
+        total = abs(shares) or 1.0
+        closedcomm = comm * abs(closed) / total
+        openedcomm = comm - closedcomm
+        closedvalue = ci.getoperationcost(closed, old_price) if closed else 0.0
+        openedvalue = ci.getoperationcost(opened, price) if opened else 0.0
+        pnl = ci.profitandloss(-closed, old_price, price) if closed else 0.0
+        self.cash -= shares * price + comm
+        when = data.datetime[0] if len(data) else bt.date2num(dt.datetime.now(dt.UTC))
+        order.execute(when, shares, price, closed, closedvalue, closedcomm, opened, openedvalue,
+                      openedcomm, 0.0, pnl, psize, pprice)  # fmt: skip
+        if order.executed.remsize:
+            order.partial()
+        else:
+            order.completed()
+        self.notifs.append(order.clone())
+
+
+def _when(seconds: float | None) -> dt.datetime:
+    if seconds is None:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)

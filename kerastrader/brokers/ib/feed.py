@@ -1,0 +1,157 @@
+"""A live Backtrader data feed from IB: a historical warm-up, then real-time bars.
+
+At start the feed backfills ``warmup`` bars of the strategy's timeframe (feature look-back plus
+model window), so the first live bar already has a prediction. Then it subscribes to IB's
+5-second real-time bars and aggregates them into the strategy's timeframe: a bar is handed to
+Backtrader as soon as the last real-time bar of its period has arrived, never earlier (a
+partial bar would be a look-ahead in reverse: the backtest never sees one).
+
+``islive()`` is true, so Backtrader turns off preloading and the vectorised pass and runs
+``KerasIndicator`` bar by bar, exactly as a ``runonce=False`` backtest does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import queue
+import threading
+from collections import deque
+
+import backtrader as bt
+
+from kerastrader.brokers.ib.store import Bar, IBStore
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400
+
+
+def bucket_seconds(timeframe: int, compression: int) -> int:
+    if timeframe == bt.TimeFrame.Days:
+        return DAY * compression
+    if timeframe == bt.TimeFrame.Minutes:
+        return 60 * compression
+    if timeframe == bt.TimeFrame.Seconds:
+        return compression
+    raise ValueError(f"unsupported timeframe {bt.TimeFrame.getname(timeframe, compression)}")
+
+
+def history_request(warmup: int, bucket: int) -> tuple[str, str]:
+    """IB's (durationStr, barSizeSetting) for at least ``warmup`` bars of ``bucket`` seconds."""
+    if bucket >= DAY:
+        days = math.ceil(warmup * 7 / 5 * 1.1) + 10  # calendar days for that many sessions
+        duration = f"{math.ceil(days / 365)} Y" if days > 365 else f"{days} D"
+        return duration, "1 day"
+    seconds = warmup * bucket
+    duration = f"{math.ceil(seconds / DAY) + 1} D" if seconds > DAY else f"{max(seconds, 60)} S"
+    minutes = bucket // 60
+    size = f"{minutes} min" if minutes != 1 else "1 min"
+    return duration, size if bucket >= 60 else f"{bucket} secs"
+
+
+class Aggregator:
+    """Real-time bars in, completed bars of ``bucket`` seconds out."""
+
+    def __init__(self, bucket: int, bar_seconds: int) -> None:
+        self.bucket = bucket
+        self.bar_seconds = bar_seconds
+        self.current: Bar | None = None
+        self.start = None
+
+    def add(self, bar: Bar) -> Bar | None:
+        """Add one real-time bar; return the completed aggregate when this bar finishes it."""
+        start = math.floor(bar.time / self.bucket) * self.bucket
+        done: Bar | None = None
+        if self.current is not None and start != self.start:
+            done, self.current = self.current, None  # a bar of a later period: close the old
+        if self.current is None:
+            self.start = start
+            self.current = Bar(float(start), bar.open, bar.high, bar.low, bar.close, bar.volume)
+        else:
+            c = self.current
+            c.high, c.low = max(c.high, bar.high), min(c.low, bar.low)
+            c.close = bar.close
+            c.volume += bar.volume
+        if bar.time + self.bar_seconds >= self.start + self.bucket:
+            finished, self.current = self.current, None
+            return finished if done is None else done  # (done first; finished waits: rare)
+        return done
+
+
+class IBData(bt.feed.DataBase):
+    params = (
+        ("store", None),  # IBStore
+        ("contract", None),  # an ib_async Contract
+        ("warmup", 200),  # historical bars before the first live one
+        ("bar_seconds", 5),  # real-time bar size (IB: 5; the simulator: the file's bar size)
+        ("end", None),  # threading.Event: no more live bars will come (simulation finished)
+        ("poll", 0.5),  # seconds to wait for a live bar before returning control
+        ("journal", None),
+        ("barrier", True),  # tell the (simulated) gateway when a bar is done; one feed does
+    )
+
+    def islive(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        super().start()
+        store: IBStore = self.p.store
+        self.bucket = bucket_seconds(self.p.timeframe, self.p.compression)
+        self.contract = store.qualify(self.p.contract)
+        duration, size = history_request(int(self.p.warmup), self.bucket)
+        history = store.history(self.contract, duration, size)
+        self._backfill: deque[Bar] = deque(history[-int(self.p.warmup) :] if history else [])
+        log.info("%s: %d warm-up bars from IB history", self._name, len(self._backfill))
+        self.last_time = -math.inf  # the time of the last bar handed to Backtrader
+        self.agg = Aggregator(self.bucket, int(self.p.bar_seconds))
+        self.live: queue.Queue = store.subscribe(self._name, self.contract, int(self.p.bar_seconds))
+        self.end_event: threading.Event = self.p.end or threading.Event()
+        self.delivered_live = 0
+        self._barrier_for = 0
+
+    def backfill_after_reconnect(self) -> None:
+        """Bars completed while disconnected come from history, then live bars resume."""
+        store: IBStore = self.p.store
+        duration, size = history_request(50, self.bucket)
+        for bar in store.history(self.contract, duration, size):
+            if bar.time > self.last_time:
+                self._backfill.append(bar)
+
+    def _deliver(self, bar: Bar) -> bool:
+        if bar.time <= self.last_time:
+            return False  # a bar seen before (overlap of backfill and live): skip
+        self.last_time = bar.time
+        when = dt.datetime.fromtimestamp(bar.time, dt.UTC).replace(tzinfo=None)
+        self.lines.datetime[0] = bt.date2num(when)
+        self.lines.open[0] = bar.open
+        self.lines.high[0] = bar.high
+        self.lines.low[0] = bar.low
+        self.lines.close[0] = bar.close
+        self.lines.volume[0] = bar.volume
+        self.lines.openinterest[0] = 0.0
+        if self.p.journal is not None:
+            self.p.journal.record_bar(self._name, when, bar.open, bar.high, bar.low, bar.close,
+                                      bar.volume)  # fmt: skip
+        return True
+
+    def _load(self) -> bool | None:
+        while self._backfill:
+            if self._deliver(self._backfill.popleft()):
+                return True
+        store: IBStore = self.p.store
+        if self.p.barrier and self.delivered_live > self._barrier_for:
+            self._barrier_for = self.delivered_live
+            store.barrier()  # done with the last bar: the simulator may send the next
+        while True:
+            try:
+                rt = self.live.get(timeout=self.p.poll)
+            except queue.Empty:
+                if self.end_event.is_set() and self.live.empty():
+                    return False
+                return None  # no bar yet: Backtrader polls again
+            done = self.agg.add(rt)
+            if done is not None and self._deliver(done):
+                self.delivered_live += 1
+                return True

@@ -1,0 +1,358 @@
+"""The connection to IB Gateway / TWS, for Backtrader's synchronous world.
+
+Backtrader's live loop is synchronous; ib_async is asyncio. The store runs ``ib_async.IB`` on
+its own event loop in a background thread. Its event handlers only put plain objects on
+``queue.Queue``\\ s (bars per subscription, order events for the broker); the Backtrader thread
+reads those queues and hands work back with :meth:`IBStore.post` (non-blocking, for orders) or
+:meth:`IBStore.run` (blocking, only at start-up and for backfills). Nothing in the Backtrader
+thread ever calls a blocking ib_async method.
+
+On a lost connection (errors 1100/1101/1102 or a closed socket) it reconnects with back-off,
+re-subscribes the real-time bars, and tells the broker and the feeds so they can backfill and
+reconcile. Paper safety (ports, ``DU`` accounts) is checked before and right after connecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from kerastrader.brokers.ib.pacing import HistoricalPacer
+from kerastrader.brokers.safety import check_account, check_port
+from kerastrader.errors import KerastraderError
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+CONNECTIVITY_LOST = 1100
+CONNECTIVITY_RESTORED = (1101, 1102)
+
+
+def _ib_module():
+    """ib_async (maintained), else ib_insync (same API) when only it is installed."""
+    try:
+        import ib_async as ib
+    except ImportError:  # pragma: no cover - exercised only without ib_async
+        import ib_insync as ib
+    return ib
+
+
+class ConnectionFailed(KerastraderError):
+    pass
+
+
+@dataclass
+class Bar:
+    """A real-time or historical bar as plain values (no ib_async objects cross threads)."""
+
+    time: float  # epoch seconds, UTC, the bar's start
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class IBStore:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4002,
+        client_id: int = 1,
+        *,
+        live: bool = False,
+        timeout: float = 10.0,
+        lockstep: bool = False,
+        reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
+        max_reconnects: int = 20,
+    ) -> None:
+        check_port(port, live)
+        self.host, self.port, self.client_id = host, port, client_id
+        self.live = live
+        self.timeout = timeout
+        self.lockstep = lockstep  # the simulated gateway: one bar per reqCurrentTime
+        self.reconnect_delays = reconnect_delays
+        self.max_reconnects = max_reconnects
+        self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
+        self.pacer = HistoricalPacer()
+        self.account = ""
+        self.reconnects = 0
+        self.connected = threading.Event()
+        self.closing = False
+        self._subscriptions: dict[str, tuple[Any, queue.Queue, int]] = {}
+        self._live_bars: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.ib = None
+        self.mod = _ib_module()
+
+    # -- thread plumbing -------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self.ib = self.mod.IB()
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="ib-store", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self.run(self._connect(first=True), timeout=self.timeout + 5)
+
+    def run(self, coro: Coroutine, timeout: float | None = None) -> Any:
+        """Run a coroutine on the IB loop and wait for its result (start-up and backfill)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def post(self, fn: Callable, *args: Any) -> None:
+        """Call ``fn(*args)`` on the IB loop without waiting (orders, cancels, barriers)."""
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        self.closing = True
+        if self._loop is None:
+            return
+
+        def shutdown() -> None:
+            if self.ib is not None and self.ib.isConnected():
+                self.ib.disconnect()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shutdown)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- connection ------------------------------------------------------------------------
+    async def _connect(self, first: bool) -> None:
+        ib = self.ib
+        try:
+            await ib.connectAsync(self.host, self.port, clientId=self.client_id,
+                                  timeout=self.timeout)  # fmt: skip
+        except (OSError, TimeoutError) as exc:
+            if first:
+                raise ConnectionFailed(
+                    f"cannot connect to IB at {self.host}:{self.port} (client id "
+                    f"{self.client_id}): {exc or type(exc).__name__}; is IB Gateway/TWS running "
+                    "with the API enabled?"
+                ) from None
+            raise
+        accounts = ib.managedAccounts()
+        self.account = accounts[0] if accounts else ""
+        try:
+            check_account(self.account, self.live)
+        except Exception:
+            ib.disconnect()
+            raise
+        if first:
+            ib.errorEvent += self._on_error
+            ib.disconnectedEvent += self._on_disconnected
+            ib.orderStatusEvent += self._on_status
+            ib.execDetailsEvent += self._on_exec
+            ib.commissionReportEvent += self._on_commission
+        self.connected.set()
+        log.info("connected to %s:%d as client %d, account %s", self.host, self.port,
+                 self.client_id, self.account)  # fmt: skip
+
+    def _on_disconnected(self) -> None:
+        self.connected.clear()
+        if self.closing:
+            return
+        log.warning("IB connection lost; reconnecting")
+        self.events.put(("disconnected", None))
+        asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        for attempt in range(self.max_reconnects):
+            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+            await asyncio.sleep(delay)
+            if self.closing:
+                return
+            try:
+                await self._connect(first=False)
+            except Exception as exc:  # noqa: BLE001 - any failure means: try again later
+                log.warning("reconnect attempt %d failed: %s", attempt + 1, exc)
+                continue
+            self.reconnects += 1
+            for symbol, (contract, q, bar_size) in list(self._subscriptions.items()):
+                self._subscribe(symbol, contract, q, bar_size)
+            self.events.put(("reconnected", None))
+            log.info("reconnected after %d attempt(s)", attempt + 1)
+            return
+        self.events.put(("gave_up", None))
+        log.error("gave up reconnecting after %d attempts", self.max_reconnects)
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
+        if code == CONNECTIVITY_LOST:
+            self.connected.clear()
+        elif code in CONNECTIVITY_RESTORED:
+            self.connected.set()
+            self.events.put(("reconnected", None))
+        self.events.put(("error", (req_id, code, message)))
+
+    # -- orders (IB thread -> broker queue) ------------------------------------------------
+    def _on_status(self, trade: Any) -> None:
+        s = trade.orderStatus
+        self.events.put(
+            (
+                "status",
+                {
+                    "ref": trade.order.orderRef,
+                    "order_id": trade.order.orderId,
+                    "status": s.status,
+                    "filled": s.filled,
+                    "remaining": s.remaining,
+                    "avg_price": s.avgFillPrice,
+                },
+            )  # fmt: skip
+        )
+
+    def _on_exec(self, trade: Any, fill: Any) -> None:
+        e = fill.execution
+        self.events.put(("exec", _exec_payload(trade.order.orderRef or e.orderRef, fill)))
+
+    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        self.events.put(("commission", {"exec_id": report.execId,
+                                        "commission": report.commission,
+                                        "realized_pnl": report.realizedPNL}))  # fmt: skip
+
+    def place(self, contract: Any, order: Any) -> None:
+        self.post(self._place, contract, order)
+
+    def _place(self, contract: Any, order: Any) -> None:
+        if not self.ib.isConnected():
+            self.events.put(("unsent", {"ref": order.orderRef}))
+            return
+        self.ib.placeOrder(contract, order)
+
+    def cancel(self, order: Any) -> None:
+        self.post(self._cancel, order)
+
+    def _cancel(self, order: Any) -> None:
+        if self.ib.isConnected():
+            self.ib.cancelOrder(order)
+
+    def next_order_id(self) -> int:
+        return self.run(self._next_id(), timeout=self.timeout)
+
+    async def _next_id(self) -> int:
+        return self.ib.client.getReqId()
+
+    # -- data ------------------------------------------------------------------------------
+    def qualify(self, contract: Any) -> Any:
+        result = self.run(self.ib.qualifyContractsAsync(contract), timeout=self.timeout)
+        if not result or result[0] is None:
+            raise KerastraderError(f"IB does not know the contract {contract}")
+        return result[0]
+
+    def history(self, contract: Any, duration: str, bar_size: str, end: str = "") -> list[Bar]:
+        return self.run(self._history(contract, duration, bar_size, end), timeout=120)
+
+    async def _history(self, contract: Any, duration: str, bar_size: str, end: str) -> list[Bar]:
+        key = (contract.conId or contract.symbol, end, duration, bar_size, "TRADES")
+        await self.pacer.acquire(key)
+        try:
+            bars = await self.ib.reqHistoricalDataAsync(
+                contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2
+            )
+        finally:
+            self.pacer.done()
+        return [_bar(b) for b in bars or []]
+
+    def subscribe(self, symbol: str, contract: Any, bar_size: int = 5) -> queue.Queue:
+        q: queue.Queue = queue.Queue()
+        self._subscriptions[symbol] = (contract, q, bar_size)
+        self.post(self._subscribe, symbol, contract, q, bar_size)
+        return q
+
+    def _subscribe(self, symbol: str, contract: Any, q: queue.Queue, bar_size: int) -> None:
+        bars = self.ib.reqRealTimeBars(contract, bar_size, "TRADES", False)
+
+        def on_update(items: Any, has_new: bool) -> None:
+            if has_new:
+                q.put(_bar(items[-1]))
+
+        bars.updateEvent += on_update
+        self._live_bars[symbol] = bars
+
+    def barrier(self) -> None:
+        """Done with the current bar: the simulated gateway (lockstep) may send the next."""
+        if self.lockstep:
+            self.post(self._barrier)
+
+    def _barrier(self) -> None:
+        if self.ib.isConnected():
+            self.ib.client.reqCurrentTime()
+
+    # -- account ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Positions, cash, open orders and executions as IB reports them now."""
+        return self.run(self._snapshot(), timeout=self.timeout + 10)
+
+    async def _snapshot(self) -> dict[str, Any]:
+        ib = self.ib
+        fills = await ib.reqExecutionsAsync()
+        values = {v.tag: v.value for v in ib.accountValues() if v.currency in ("USD", "BASE")}
+        return {
+            "account": self.account,
+            "positions": {p.contract.symbol: float(p.position) for p in ib.positions()},
+            "cash": _float(values.get("TotalCashValue")),
+            "net_liquidation": _float(values.get("NetLiquidation")),
+            "open_orders": [
+                {
+                    "ref": t.order.orderRef,
+                    "order_id": t.order.orderId,
+                    "status": t.orderStatus.status,
+                    "symbol": t.contract.symbol,
+                }
+                for t in ib.openTrades()
+            ],  # fmt: skip
+            "fills": [
+                _exec_payload(f.execution.orderRef, f)
+                | {"commission": f.commissionReport.commission if f.commissionReport else None}
+                for f in fills
+            ],  # fmt: skip
+        }
+
+
+def _float(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bar(b: Any) -> Bar:
+    when = b.time if hasattr(b, "time") else b.date
+    if hasattr(when, "timestamp"):
+        seconds = when.timestamp()
+    else:  # a date (daily bars with formatDate=1)
+        import datetime as dt
+
+        seconds = dt.datetime(when.year, when.month, when.day, tzinfo=dt.UTC).timestamp()
+    return Bar(float(seconds), float(getattr(b, "open_", getattr(b, "open", 0.0))),
+               float(b.high), float(b.low), float(b.close), float(b.volume))  # fmt: skip
+
+
+def _exec_payload(ref: str, fill: Any) -> dict[str, Any]:
+    e = fill.execution
+    sign = 1.0 if e.side.upper() in ("BOT", "BUY") else -1.0
+    return {
+        "exec_id": e.execId,
+        "ref": ref,
+        "order_id": e.orderId,
+        "symbol": fill.contract.symbol,
+        "shares": sign * float(e.shares),
+        "price": float(e.price),
+        "time": fill.time.timestamp() if hasattr(fill.time, "timestamp") else None,
+        "cum_qty": float(e.cumQty),
+    }

@@ -1,0 +1,253 @@
+"""A paper-trading session: the backtest's strategy and model, live through IB.
+
+The same :class:`ModelStrategy`, settings and model as a backtest; only the data feed
+(:class:`IBData`) and the broker (:class:`IBBroker`) differ. With ``simulate`` the session
+starts the simulated gateway on loopback with the given bar file (history before the model's
+test period, real-time replay from it), so a session can be rehearsed without an IB login and
+compared file by file with a backtest of the same bars. A session writes the backtest's run
+files (from the same analyzer) plus ``journal.sqlite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from kerastrader.config import Config, dump_config
+from kerastrader.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PaperResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+    journal_path: Path
+    reconnects: int
+
+
+def contract_for(paper: dict[str, Any], symbol: str, mod: Any) -> Any:
+    """An ib_async contract from the ``[paper]`` section: stock/ETF, future or forex."""
+    kind = paper["sec_type"]
+    if kind == "STK":
+        return mod.Stock(symbol, paper["exchange"], paper["currency"])
+    if kind == "FUT":
+        if not paper["expiry"]:
+            raise ConfigError("paper.sec_type = 'FUT' needs paper.expiry (YYYYMM or YYYYMMDD)")
+        return mod.Future(symbol, paper["expiry"], paper["exchange"], currency=paper["currency"])
+    if kind == "CASH":
+        return mod.Forex(symbol)
+    raise ConfigError(f"paper.sec_type = {kind!r}: expected STK, FUT or CASH")
+
+
+class _Status(bt.Analyzer):
+    """The live status line: time, last bar, prediction, position, PnL, orders open."""
+
+    params = (("every", 1),)
+
+    def next(self) -> None:
+        s = self.strategy
+        d = s.data
+        value = s.broker.getvalue()
+        pnl = value - s.broker.startingcash
+        open_orders = sum(len(p) for p in s.pending)
+        log.info(
+            "%s  close %.2f  prediction %s  position %s  PnL %+.2f  open orders %d",
+            d.datetime.datetime(0).isoformat(sep=" "),
+            d.close[0],
+            f"{s.prediction_of(0):.4f}" if not math.isnan(s.prediction_of(0)) else "-",
+            f"{s.getposition(d).size:g}",
+            pnl,
+            open_orders,
+        )
+
+
+def run_paper(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    model_dir: str | Path | None = None,
+    simulate: str | Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    client_id: int | None = None,
+    dry_run: bool = False,
+    live: bool = False,
+    speed: float = 0.0,
+    faults: Any = None,
+    run_id: str | None = None,
+    confirm: Any = None,
+) -> PaperResult:
+    """Run one session to its end (the replay's end, or Ctrl-C) and write its files.
+
+    ``live`` allows a non-paper account and live ports, but only when ``confirm(account)``
+    (the CLI asks the user to type the account id) returns True after connecting.
+    """
+    from kerastrader.backtest import _model_for, backtest_period, load_universe
+    from kerastrader.brokers.ib.broker import IBBroker
+    from kerastrader.brokers.ib.feed import IBData
+    from kerastrader.brokers.ib.store import IBStore
+    from kerastrader.brokers.journal import Journal
+    from kerastrader.brokers.safety import Limits
+    from kerastrader.feeds.frames import load_any
+    from kerastrader.reports.analyzer import PortfolioAnalyzer
+    from kerastrader.strategies.costs import make_commission
+    from kerastrader.strategies.model_strategy import ModelStrategy
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = cfg["paper"]
+    symbol = cfg["data"]["symbol"]
+    gateway = None
+    bars = None
+    if simulate is not None:
+        bars = load_any(str(simulate), symbol=symbol)
+        data_info = {"path": str(simulate), "sha256": bars.attrs.get("sha256"), "symbol": symbol}
+    if model_dir is not None:
+        from kerastrader.models.walkforward import load_model
+
+        artifact = load_model(model_dir)
+    else:
+        universe, data_info = load_universe(cfg)
+        artifact = _model_for(cfg, universe, data_info, out_dir, None, None)
+    end_event = threading.Event()
+    if simulate is not None:
+        from kerastrader.brokers.ib.simulator import SimulatedGateway
+
+        first, _, _ = backtest_period(bars, cfg, artifact, symbol)
+        gateway = SimulatedGateway(
+            {symbol: bars}, history=first, broker=cfg["broker"], faults=faults,
+            lockstep=speed == 0, speed=speed, cash=cfg["broker"]["cash"],
+        )  # fmt: skip
+        host, port = gateway.start()
+        end_event = gateway.finished
+        trade_start = bars.index[first].to_pydatetime()
+        spacing = pd.Series(bars.index).diff().median()
+        bar_seconds = int(spacing.total_seconds()) if pd.notna(spacing) else 86_400
+    else:
+        host = host or p["host"]
+        port = int(port or p["port"])
+        trade_start = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+        bar_seconds = 5
+    journal = Journal(out_dir / "journal.sqlite", run_id=run_id or uuid.uuid4().hex[:12])
+    store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
+                    lockstep=simulate is not None and speed == 0)  # fmt: skip
+    store.start()
+    if live:
+        from kerastrader.brokers.safety import LiveTradingRefused
+
+        if confirm is None or not confirm(store.account):
+            store.stop()
+            raise LiveTradingRefused(f"live trading on {store.account} was not confirmed")
+    journal.record_session(mode="dry-run" if dry_run else "paper", account=store.account,
+                           host=host, port=int(port), simulate=str(simulate or ""))  # fmt: skip
+    try:
+        cerebro = bt.Cerebro(stdstats=False)
+        timeframe = bt.TimeFrame.Days if bar_seconds >= 86_400 else bt.TimeFrame.Minutes
+        compression = 1 if bar_seconds >= 86_400 else max(bar_seconds // 60, 1)
+        contracts: dict[str, Any] = {}
+        data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
+                      warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
+                      journal=journal, timeframe=timeframe, compression=compression,
+                      name=symbol)  # fmt: skip
+        cerebro.adddata(data, name=symbol)
+        broker = IBBroker(store=store, journal=journal, contracts=contracts, dry_run=dry_run,
+                          cash=cfg["broker"]["cash"],
+                          limits=Limits(p["max_quantity"], p["max_notional"], p["max_position"],
+                                        cfg["risk"]["daily_loss_limit"]))  # fmt: skip
+        broker.addcommissioninfo(make_commission(cfg["broker"]))
+        cerebro.setbroker(broker)
+        cerebro.addstrategy(
+            ModelStrategy,
+            model=artifact,
+            settings={
+                **{k: cfg[k] for k in ("strategy", "sizing", "risk", "portfolio")},
+                "head": artifact.head.kind,
+                "horizon": artifact.head.horizon,
+            },  # fmt: skip
+            trade_start=trade_start,
+        )
+        cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=trade_start)
+        cerebro.addanalyzer(_Status)
+        original = data.start
+
+        def start_and_register() -> None:
+            original()
+            contracts[symbol] = data.contract
+
+        data.start = start_and_register
+        stopped = {"flag": False}
+
+        def on_sigint(signum, frame) -> None:  # a clean Ctrl-C: stop after the current bar
+            stopped["flag"] = True
+            end_event.set()
+            cerebro.runstop()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            strategy = cerebro.run()[0]
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if stopped["flag"] and p["cancel_on_exit"]:
+            for orders in strategy.pending + strategy.children:
+                for o in orders:
+                    broker.cancel(o)
+        metrics = _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info,
+                               trade_start)  # fmt: skip
+    finally:
+        store.stop()
+        if gateway is not None:
+            gateway.stop()
+    journal.close()
+    return PaperResult(out_dir, metrics, out_dir / "journal.sqlite", store.reconnects)
+
+
+def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trade_start):
+    from kerastrader.backtest import _buy_and_hold, _write_predictions
+    from kerastrader.reports.writer import write_run_files
+
+    analysis = strategy.analyzers.portfolio.get_analysis()
+    data = strategy.data
+    n = len(data)
+    times = [bt.num2date(x) for x in data.datetime.get(size=n)]
+    index = pd.DatetimeIndex(times)
+    pred, _ = strategy.predictions_by_bar(0, n)
+    predictions = {symbol: pd.Series(pred, index=index, name="prediction")}
+    _write_predictions(out_dir / "predictions.csv", predictions)
+    closes = pd.DataFrame({"close": np.asarray(data.close.get(size=n))}, index=index)
+    first = int(index.searchsorted(pd.Timestamp(trade_start)))
+    bench = _buy_and_hold({symbol: closes}, {symbol: index[min(first, n - 1)]}, {symbol: n - 1})
+    return write_run_files(
+        out_dir,
+        returns=analysis["returns"],
+        benchmark=bench,
+        positions=analysis["positions"],
+        transactions=analysis["transactions"],
+        trades=analysis["trades"],
+        start_value=analysis["start_value"],
+        model=None,
+        y_true=None,
+        y_prob=None,
+        config_toml=dump_config(cfg),
+        title=cfg["report"]["title"] or f"{symbol} paper session",
+        symbol=symbol,
+        figures=cfg["report"]["figures"],
+        extra_run={
+            "mode": "paper",
+            "model": str(artifact.path) if artifact.path else None,
+            "warmup_bars": artifact.warmup,
+            "risk_events": [{"time": t, "symbol": s, "event": w} for t, s, w in strategy.events],
+        },  # fmt: skip
+        data=data_info,
+    )
