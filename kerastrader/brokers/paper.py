@@ -14,7 +14,6 @@ import logging
 import math
 import signal
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +139,8 @@ def run_paper(
         port = int(port or p["port"])
         trade_start = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
         bar_seconds = 5
-    journal = Journal(out_dir / "journal.sqlite", run_id=run_id or uuid.uuid4().hex[:12])
+    # Reopening an existing journal resumes its run: same run id, order numbers go on.
+    journal = Journal(out_dir / "journal.sqlite", run_id=run_id)
     store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
                     lockstep=simulate is not None and speed == 0)  # fmt: skip
     store.start()
@@ -163,6 +163,7 @@ def run_paper(
                       name=symbol)  # fmt: skip
         cerebro.adddata(data, name=symbol)
         broker = IBBroker(store=store, journal=journal, contracts=contracts, dry_run=dry_run,
+                          datas=[data],
                           cash=cfg["broker"]["cash"],
                           limits=Limits(p["max_quantity"], p["max_notional"], p["max_position"],
                                         cfg["risk"]["daily_loss_limit"]))  # fmt: skip
@@ -218,6 +219,12 @@ def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trad
     from kerastrader.reports.writer import write_run_files
 
     analysis = strategy.analyzers.portfolio.get_analysis()
+    journal = strategy.broker.journal
+    returns, positions, transactions = journal.report_frames(float(cfg["broker"]["cash"]))
+    start = pd.Timestamp(trade_start).tz_localize("UTC").normalize()
+    returns = returns[returns.index >= start]
+    positions = positions[positions.index >= start]
+    transactions = transactions[transactions.index >= start]
     data = strategy.data
     n = len(data)
     times = [bt.num2date(x) for x in data.datetime.get(size=n)]
@@ -230,12 +237,12 @@ def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trad
     bench = _buy_and_hold({symbol: closes}, {symbol: index[min(first, n - 1)]}, {symbol: n - 1})
     return write_run_files(
         out_dir,
-        returns=analysis["returns"],
+        returns=returns,
         benchmark=bench,
-        positions=analysis["positions"],
-        transactions=analysis["transactions"],
+        positions=positions,
+        transactions=transactions,
         trades=analysis["trades"],
-        start_value=analysis["start_value"],
+        start_value=float(cfg["broker"]["cash"]),
         model=None,
         y_true=None,
         y_prob=None,

@@ -82,6 +82,11 @@ class ModelStrategy(bt.Strategy):
         base = self.pf["weights"]
         self.base_weights = np.array([float(base.get(d._name, 0.0)) for d in self.datas])
 
+    def start(self) -> None:
+        # A resumed live session starts with the account's positions: the sides follow them.
+        for i, d in enumerate(self.datas):
+            self.sides[i] = _sign(self.getposition(d).size)
+
     # -- predictions -----------------------------------------------------------------------
     def prediction_of(self, i: int) -> float:
         line = self.shared.lines[i] if self.shared is not None else self.indicators[i].prediction

@@ -40,7 +40,8 @@ class IBBroker(bt.BrokerBase):
         ("contracts", None),  # data name -> qualified ib_async Contract (filled by the session)
         ("limits", None),  # safety.Limits
         ("dry_run", False),  # journal orders, never send them
-        ("cash", 100_000.0),  # starting cash when the journal has no history
+        ("cash", 100_000.0),  # the account's starting cash (the journal adds its fills)
+        ("datas", None),  # the session's data feeds (for positions at start)
     )
 
     def __init__(self) -> None:
@@ -62,7 +63,63 @@ class IBBroker(bt.BrokerBase):
     # -- Backtrader's broker interface -----------------------------------------------------
     def start(self) -> None:
         super().start()
-        self.startingcash = self.cash
+        self.startingcash = self.start_cash
+        self.reconcile(first=True)
+
+    def reconcile(self, first: bool = False) -> None:
+        """Bring the journal and the local book in line with the account.
+
+        Executions IB reports that the journal does not have (they happened while this
+        process was down or disconnected) are recorded; positions are taken from the
+        executions in the journal and checked against IB's; cash follows from the journal.
+        Orders of this run that IB still works are adopted, not sent again.
+        """
+        snap = self.store.snapshot()
+        known = self.journal.known_exec_ids()
+        prefix = f"{self.journal.run_id}:"
+        recovered = 0
+        for f in snap["fills"]:
+            if f["exec_id"] in known or not str(f["ref"] or "").startswith(prefix):
+                continue
+            self.journal.record_fill(f["exec_id"], f["ref"], f["symbol"], _when(f.get("time")),
+                                     f["shares"], f["price"])  # fmt: skip
+            if f.get("commission") is not None:
+                self.journal.record_commission(f["exec_id"], f["commission"])
+            recovered += 1
+            order = self.orders.get(f["ref"])
+            if order is not None and not first:
+                self._apply_fill(order, f["shares"], f["price"], float(f.get("commission") or 0))
+        if first:
+            held = self.journal.positions()
+            for data in self._datas():
+                size = held.get(data._name, 0.0)
+                if size:
+                    pos = self.positions[data]
+                    pos.set(size, self._entry_price(data._name))
+            self.cash = self.journal.cash(self.start_cash)
+        ib_positions = snap["positions"]
+        for data in self._datas():
+            ours, theirs = self.positions[data].size, ib_positions.get(data._name, 0.0)
+            if abs(ours - theirs) > 1e-9:
+                log.warning("%s: journal position %g, IB reports %g", data._name, ours, theirs)
+        for o in snap["open_orders"]:
+            if str(o["ref"] or "").startswith(prefix):
+                self.journal.record_status(o["ref"], o["status"])
+        self.journal.record_session(event="reconcile", recovered_fills=recovered,
+                                    positions=ib_positions, cash=snap["cash"])  # fmt: skip
+        if recovered:
+            log.info("reconciled %d execution(s) missing from the journal", recovered)
+
+    def _datas(self) -> list:
+        return list(self.p.datas or [])
+
+    def _entry_price(self, symbol: str) -> float:
+        size, cost = 0.0, 0.0
+        for f in self.journal.fills():
+            if f["symbol"] == symbol:
+                size += f["shares"]
+                cost = cost + f["shares"] * f["price"] if size else 0.0
+        return cost / size if size else 0.0
 
     def getcash(self) -> float:
         return self.cash
@@ -202,6 +259,24 @@ class IBBroker(bt.BrokerBase):
 
     def _on_sent(self, p: dict) -> None:
         self.journal.set_ib_order_id(p["ref"], int(p["order_id"]))
+
+    def _on_reconnected(self, p: Any) -> None:
+        """After a reconnect: executions and statuses missed while away, then resend nothing
+        IB already knows (orders carry the run's orderRef)."""
+        self.reconcile()
+        working = {o["ref"] for o in self.store.snapshot()["open_orders"]}
+        filled = {f["ref"] for f in self.journal.fills()}
+        for ref in list(self.unsent):  # sent while disconnected: IB never saw them
+            self.unsent.remove(ref)
+            order = self.orders.get(ref)
+            if ref in working or ref in filled or order is None or not order.alive():
+                continue
+            log.info("resending %s, which IB never received", ref)
+            self.store.post(self._place_on_loop, self.p.contracts[order.data._name],
+                            self.ib_orders[ref], None)  # fmt: skip
+        for data in self._datas():
+            if hasattr(data, "backfill_after_reconnect"):
+                data.backfill_after_reconnect()
 
     def _on_unsent(self, p: dict) -> None:
         self.unsent.append(p["ref"])

@@ -353,6 +353,7 @@ def _exec_payload(ref: str, fill: Any) -> dict[str, Any]:
         "symbol": fill.contract.symbol,
         "shares": sign * float(e.shares),
         "price": float(e.price),
-        "time": fill.time.timestamp() if hasattr(fill.time, "timestamp") else None,
+        # The execution's own time (ib_async's Fill.time is when the message arrived).
+        "time": e.time.timestamp() if hasattr(e.time, "timestamp") else None,
         "cum_qty": float(e.cumQty),
     }
