@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import backtrader as bt
-import numpy as np
 import pandas as pd
 
 from kerastrader.config import Config, dump_config
@@ -53,7 +52,7 @@ def contract_for(paper: dict[str, Any], symbol: str, mod: Any) -> Any:
 class _Status(bt.Analyzer):
     """The live status line: time, last bar, prediction, position, PnL, orders open."""
 
-    params = (("every", 1),)
+    params = (("level", logging.INFO),)
 
     def next(self) -> None:
         s = self.strategy
@@ -61,7 +60,8 @@ class _Status(bt.Analyzer):
         value = s.broker.getvalue()
         pnl = value - s.broker.startingcash
         open_orders = sum(len(p) for p in s.pending)
-        log.info(
+        log.log(
+            self.p.level,
             "%s  close %.2f  prediction %s  position %s  PnL %+.2f  open orders %d",
             d.datetime.datetime(0).isoformat(sep=" "),
             d.close[0],
@@ -113,6 +113,8 @@ def run_paper(
     if simulate is not None:
         bars = load_any(str(simulate), symbol=symbol)
         data_info = {"path": str(simulate), "sha256": bars.attrs.get("sha256"), "symbol": symbol}
+    if simulate is None:
+        data_info = {"path": f"IB {host or p['host']}:{port or p['port']}", "symbol": symbol}
     if model_dir is not None:
         from kerastrader.models.walkforward import load_model
 
@@ -137,12 +139,15 @@ def run_paper(
     else:
         host = host or p["host"]
         port = int(port or p["port"])
-        trade_start = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
-        bar_seconds = 5
+        when = pd.Timestamp(p["trade_start"]) if p["trade_start"] else pd.Timestamp.now(tz="UTC")
+        trade_start = when.tz_convert("UTC").tz_localize(None) if when.tzinfo else when
+        trade_start = trade_start.to_pydatetime()
+        bar_seconds = int(p["bar_seconds"])
     # Reopening an existing journal resumes its run: same run id, order numbers go on.
     journal = Journal(out_dir / "journal.sqlite", run_id=run_id)
+    lockstep = speed == 0 if simulate is not None else bool(p["lockstep"])
     store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
-                    lockstep=simulate is not None and speed == 0)  # fmt: skip
+                    lockstep=lockstep)  # fmt: skip
     store.start()
     if live:
         from kerastrader.brokers.safety import LiveTradingRefused
@@ -160,7 +165,7 @@ def run_paper(
         data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
                       warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
                       journal=journal, timeframe=timeframe, compression=compression,
-                      name=symbol)  # fmt: skip
+                      idle_exit=p["stop_after_idle"], name=symbol)  # fmt: skip
         cerebro.adddata(data, name=symbol)
         broker = IBBroker(store=store, journal=journal, contracts=contracts, dry_run=dry_run,
                           datas=[data],
@@ -180,7 +185,8 @@ def run_paper(
             trade_start=trade_start,
         )
         cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=trade_start)
-        cerebro.addanalyzer(_Status)
+        # The status line every bar; a fast simulated replay keeps it to the debug log.
+        cerebro.addanalyzer(_Status, level=logging.DEBUG if simulate else logging.INFO)
         original = data.start
 
         def start_and_register() -> None:
@@ -232,9 +238,14 @@ def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trad
     pred, _ = strategy.predictions_by_bar(0, n)
     predictions = {symbol: pd.Series(pred, index=index, name="prediction")}
     _write_predictions(out_dir / "predictions.csv", predictions)
-    closes = pd.DataFrame({"close": np.asarray(data.close.get(size=n))}, index=index)
-    first = int(index.searchsorted(pd.Timestamp(trade_start)))
-    bench = _buy_and_hold({symbol: closes}, {symbol: index[min(first, n - 1)]}, {symbol: n - 1})
+    # Buy and hold over every bar the session saw, across restarts: the journal's bars.
+    seen = journal.bars(symbol)
+    closes = seen[["close"]].copy()
+    closes.index = closes.index.tz_localize(None) if closes.index.tz else closes.index
+    first = int(closes.index.searchsorted(pd.Timestamp(trade_start)))
+    last = len(closes) - 1
+    bench = _buy_and_hold({symbol: closes}, {symbol: closes.index[min(first, last)]},
+                          {symbol: last})  # fmt: skip
     return write_run_files(
         out_dir,
         returns=returns,

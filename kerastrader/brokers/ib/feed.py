@@ -17,6 +17,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections import deque
 
 import backtrader as bt
@@ -90,6 +91,7 @@ class IBData(bt.feed.DataBase):
         ("poll", 0.5),  # seconds to wait for a live bar before returning control
         ("journal", None),
         ("barrier", True),  # tell the (simulated) gateway when a bar is done; one feed does
+        ("idle_exit", 0.0),  # > 0: end the feed after this many seconds without a live bar
     )
 
     def islive(self) -> bool:
@@ -110,6 +112,7 @@ class IBData(bt.feed.DataBase):
         self.end_event: threading.Event = self.p.end or threading.Event()
         self.delivered_live = 0
         self._barrier_for = 0
+        self._last_arrival = time.monotonic()
 
     def backfill_after_reconnect(self) -> None:
         """Bars completed while disconnected come from history, then live bars resume."""
@@ -150,7 +153,12 @@ class IBData(bt.feed.DataBase):
             except queue.Empty:
                 if self.end_event.is_set() and self.live.empty():
                     return False
+                idle = time.monotonic() - self._last_arrival
+                if self.p.idle_exit and idle > self.p.idle_exit:
+                    log.info("%s: no bar for %.0f s: ending the session", self._name, idle)
+                    return False
                 return None  # no bar yet: Backtrader polls again
+            self._last_arrival = time.monotonic()
             done = self.agg.add(rt)
             if done is not None and self._deliver(done):
                 self.delivered_live += 1
