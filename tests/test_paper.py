@@ -197,3 +197,22 @@ def test_sigkill_in_the_middle_then_restart_resumes_from_the_journal(
         assert metrics["run"]["fills"] == len(gateway.fills)
     finally:
         gateway.stop()
+
+
+def test_bracket_exits_live_at_the_gateway_fill_like_the_backtest(
+    orcl_slice_csv, trained, tmp_path
+):
+    risk = {"stop_loss": 0.02, "take_profit": 0.03}
+    cfg = tiny_config(data={"path": str(orcl_slice_csv)}, strategy=STRATEGY, risk=risk,
+                      backtest={"runonce": False})  # fmt: skip
+    run_experiment(cfg, tmp_path / "bt", model_dir=trained.loaded.path)
+    run_paper(cfg, tmp_path / "paper", model_dir=trained.loaded.path, simulate=orcl_slice_csv)
+    a, b = fills(tmp_path / "paper"), fills(tmp_path / "bt")
+    assert len(b) >= 6
+    assert list(a["date"]) == list(b["date"])
+    np.testing.assert_array_equal(a["amount"], b["amount"])
+    np.testing.assert_allclose(a["price"], b["price"], rtol=1e-7)
+    journal = Journal(tmp_path / "paper" / "journal.sqlite")
+    kinds = Counter(o["order_type"] for o in journal.orders())
+    assert kinds["STP"] >= 1 and kinds["LMT"] >= 1  # the children went to the gateway
+    journal.close()

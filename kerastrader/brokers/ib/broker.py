@@ -285,8 +285,11 @@ class IBBroker(bt.BrokerBase):
     def _on_status(self, p: dict) -> None:
         ref = p["ref"]
         order = self.orders.get(ref)
+        if order is not None and order.status == bt.Order.Rejected and p["status"] == "Cancelled":
+            return  # IB's Cancelled after a rejection: the order stays Rejected
         self.journal.record_status(ref, p["status"], filled=p["filled"],
-                                   remaining=p["remaining"], avg_price=p["avg_price"])  # fmt: skip
+                                   remaining=p["remaining"], avg_price=p["avg_price"],
+                                   why=p.get("why", ""))  # fmt: skip
         if order is not None:
             self._set_status(order, p["status"])
 
@@ -299,7 +302,7 @@ class IBBroker(bt.BrokerBase):
         elif status in ("Cancelled", "ApiCancelled"):
             order.cancel()
             self.notifs.append(order.clone())
-        elif status == "Inactive":
+        elif status in ("Inactive", "Rejected"):
             order.reject(self)
             self.notifs.append(order.clone())
 

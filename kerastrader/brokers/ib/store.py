@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED = (1101, 1102)
+REJECTIONS = {103, 110, 135, 161, 201, 203, 387, 10148}  # order errors that mean "rejected"
 
 
 def _ib_module():
@@ -202,19 +203,23 @@ class IBStore:
     # -- orders (IB thread -> broker queue) ------------------------------------------------
     def _on_status(self, trade: Any) -> None:
         s = trade.orderStatus
-        self.events.put(
-            (
-                "status",
-                {
-                    "ref": trade.order.orderRef,
-                    "order_id": trade.order.orderId,
-                    "status": s.status,
-                    "filled": s.filled,
-                    "remaining": s.remaining,
-                    "avg_price": s.avgFillPrice,
-                },
-            )  # fmt: skip
-        )
+        status = s.status
+        last = trade.log[-1] if trade.log else None
+        why = ""
+        # ib_async turns an order error (201 and the like) into a Cancelled status before the
+        # error event: the error code in the trade's log tells a rejection from a cancel.
+        if status == "Cancelled" and last is not None and last.errorCode in REJECTIONS:
+            status, why = "Rejected", f"{last.errorCode} {last.message}"
+        payload = {
+            "ref": trade.order.orderRef,
+            "order_id": trade.order.orderId,
+            "status": status,
+            "filled": s.filled,
+            "remaining": s.remaining,
+            "avg_price": s.avgFillPrice,
+            "why": why,
+        }
+        self.events.put(("status", payload))
 
     def _on_exec(self, trade: Any, fill: Any) -> None:
         e = fill.execution
