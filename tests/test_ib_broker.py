@@ -38,11 +38,13 @@ class OneOrder(bt.Strategy):
             self.orders = out if isinstance(out, list) else [out]
 
 
-def session(tmp_path, send, faults=None, limits=None, bars=None, strategy=OneOrder):
+def session(tmp_path, send, faults=None, limits=None, bars=None, strategy=OneOrder, pacer=None):
     bars = random_walk_bars(80, seed=7) if bars is None else bars
     gateway = SimulatedGateway({"GEN": bars}, history=HISTORY, faults=faults)
     host, port = gateway.start()
     store = IBStore(host, port, client_id=1, lockstep=True)
+    if pacer is not None:
+        store.pacer = pacer
     journal = Journal(tmp_path / "journal.sqlite")
     try:
         store.start()
@@ -168,3 +170,34 @@ def test_cancel_reaches_the_gateway_and_the_strategy(tmp_path):
     assert strat.orders[0].status == bt.Order.Canceled
     assert journal.orders()[0]["status"] == "Cancelled"
     assert gateway.order_states()[0]["status"] == "Cancelled"
+
+
+def test_a_pacing_violation_on_the_warm_up_request_is_waited_out_and_retried(tmp_path):
+    from kerastrader.brokers.ib.pacing import HistoricalPacer
+
+    strat, gateway, journal, bars = session(
+        tmp_path, lambda s: s.buy(size=1), faults=Faults(pacing_violation_on={1}),
+        pacer=HistoricalPacer(identical_seconds=0.2),
+    )  # fmt: skip
+    assert len(journal.bars("GEN")) == len(bars)  # the whole history arrived on the retry
+    assert strat.orders[0].status == bt.Order.Completed
+
+
+class ModifyLater(OneOrder):
+    """Moves its far-away limit up to the market two bars after sending it."""
+
+    def next(self):
+        super().next()
+        if self.orders and len(self.data) == self.p.at + 3 and self.orders[0].alive():
+            self.broker.modify(self.orders[0], price=self.data.close[0] * 1.05)
+
+
+def test_modify_moves_a_working_limit_and_it_fills(tmp_path):
+    def send(s):
+        return s.buy(size=10, exectype=bt.Order.Limit, price=s.data.close[0] * 0.5)
+
+    strat, gateway, journal, _ = session(tmp_path, send, strategy=ModifyLater)
+    assert len(gateway.orders) == 2  # placed, then placed again with the same id: a modify
+    assert gateway.orders[0]["orderId"] == gateway.orders[1]["orderId"]
+    assert strat.orders[0].status == bt.Order.Completed
+    assert strat.orders[0].executed.price <= gateway.orders[1]["lmtPrice"] + 1e-9

@@ -91,6 +91,8 @@ def test_the_journal_is_what_the_gateway_received_and_filled(session):
     orders = journal.orders()
     assert all(o["status"] == "Filled" for o in orders)
     assert len(orders) == len(fills(out))
+    # every bar's decision is journaled (prediction and target), not just the orders
+    assert len(journal.decisions()) >= 400
     journal.close()
 
 
@@ -151,14 +153,12 @@ def test_a_non_paper_account_is_refused(orcl_slice):
         gateway.stop()
 
 
-def test_sigkill_in_the_middle_then_restart_resumes_from_the_journal(
-    orcl_slice_csv, trained, tmp_path, session
-):
+def standalone(orcl_slice_csv, trained, out):
+    """A gateway in this process and the command that trades against it from another."""
     bars = load_csv(orcl_slice_csv)
     history = int(bars.index.searchsorted(pd.Timestamp("2005-01-01")))
     gateway = SimulatedGateway({"ORCL": bars}, history=history, lockstep=True)
     host, port = gateway.start()
-    out = tmp_path / "killed"
     argv = [
         sys.executable, "-m", "kerastrader.cli", "paper", "--host", host, "--port", str(port),
         "--model", str(trained.loaded.path), "--out", str(out), "-q",
@@ -168,6 +168,34 @@ def test_sigkill_in_the_middle_then_restart_resumes_from_the_journal(
         "--set", "report.figures=false", "--set", "paper.stop_after_idle=3.0",
         "--set", "model.window=10", "--set", "model.units=[4]",
     ]  # fmt: skip
+    return gateway, history, argv
+
+
+def test_ctrl_c_ends_the_session_cleanly_with_its_report(orcl_slice_csv, trained, tmp_path):
+    gateway, history, argv = standalone(orcl_slice_csv, trained, tmp_path / "interrupted")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.time() + 300
+        while gateway.replay_index["ORCL"] < history + 100 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr[-2000:]
+        assert "Report:" in stdout
+        out = tmp_path / "interrupted"
+        assert (out / "report.html").is_file() and (out / "journal.sqlite").is_file()
+        assert gateway.replay_index["ORCL"] < len(load_csv(orcl_slice_csv))  # ended early
+    finally:
+        gateway.stop()
+
+
+def test_sigkill_in_the_middle_then_restart_resumes_from_the_journal(
+    orcl_slice_csv, trained, tmp_path, session
+):
+    gateway, history, argv = standalone(orcl_slice_csv, trained, tmp_path / "killed")
+    out = tmp_path / "killed"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     try:
         first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -236,7 +236,9 @@ def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trad
     times = [bt.num2date(x) for x in data.datetime.get(size=n)]
     index = pd.DatetimeIndex(times)
     pred, _ = strategy.predictions_by_bar(0, n)
-    predictions = {symbol: pd.Series(pred, index=index, name="prediction")}
+    # A stop (Ctrl-C) can leave a bar loaded that the indicator has not seen yet.
+    m = min(len(pred), len(index))
+    predictions = {symbol: pd.Series(pred[:m], index=index[:m], name="prediction")}
     _write_predictions(out_dir / "predictions.csv", predictions)
     # Buy and hold over every bar the session saw, across restarts: the journal's bars.
     seen = journal.bars(symbol)

@@ -264,6 +264,11 @@ class ModelStrategy(bt.Strategy):
         current = np.array([self._weight(i, value) for i in range(self.n)])
         targets = sizing.limit_turnover(current, targets, self.pf["turnover_limit"])
         self.targets = targets
+        journal = getattr(self.broker, "journal", None)
+        if journal is not None:  # live: every decision is journaled before its orders
+            when = self.data.datetime.datetime(0)
+            for i, d in enumerate(self.datas):
+                journal.record_decision(when, d._name, float(preds[i]), float(targets[i]))
         band = self.pf["resize_band"]
         for i, d in enumerate(self.datas):
             if self.pending[i] or self._before_start(d):

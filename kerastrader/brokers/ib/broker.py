@@ -164,6 +164,29 @@ class IBBroker(bt.BrokerBase):
             else:
                 self._set_status(order, "Cancelled")
 
+    def modify(self, order: bt.Order, price: float | None = None, size: float | None = None,
+               plimit: float | None = None) -> None:  # fmt: skip
+        """Change a working order's price or size: IB modifies an order when the same order id
+        is placed again. Backtrader has no modify call, so strategies call this directly."""
+        ref = order.info.get("ib_ref")
+        ib_order = self.ib_orders.get(ref)
+        if ib_order is None or not order.alive():
+            raise ValueError(f"order {order.ref} is not a working IB order")
+        if size is not None:
+            ib_order.totalQuantity = abs(size)
+        if price is not None:
+            if ib_order.orderType in ("LMT",):
+                ib_order.lmtPrice = round(price, 6)
+            else:
+                ib_order.auxPrice = round(price, 6)
+            order.created.price = price
+        if plimit is not None:
+            ib_order.lmtPrice = round(plimit, 6)
+            order.created.pricelimit = plimit
+        self.journal.record_status(ref, "PendingModify", why=f"price={price} size={size}")
+        if not self.p.dry_run:
+            self.store.place(self.p.contracts[order.data._name], ib_order)
+
     # -- sending ---------------------------------------------------------------------------
     def _submit(self, order: bt.Order) -> bt.Order:
         order.addcomminfo(self.getcommissioninfo(order.data))

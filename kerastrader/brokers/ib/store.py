@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED = (1101, 1102)
+PACING_VIOLATION = 162
+PACING_RETRIES = 4
 REJECTIONS = {103, 110, 135, 161, 201, 203, 387, 10148}  # order errors that mean "rejected"
 
 
@@ -264,14 +266,28 @@ class IBStore:
 
     async def _history(self, contract: Any, duration: str, bar_size: str, end: str) -> list[Bar]:
         key = (contract.conId or contract.symbol, end, duration, bar_size, "TRADES")
-        await self.pacer.acquire(key)
-        try:
-            bars = await self.ib.reqHistoricalDataAsync(
-                contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2
-            )
-        finally:
-            self.pacer.done()
-        return [_bar(b) for b in bars or []]
+        for attempt in range(PACING_RETRIES):
+            await self.pacer.acquire(key)
+            errors: list[int] = []
+
+            def on_error(req_id, code, message, contract=None, _errors=errors):
+                if code == PACING_VIOLATION:
+                    _errors.append(code)
+
+            self.ib.errorEvent += on_error
+            try:
+                bars = await self.ib.reqHistoricalDataAsync(
+                    contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2
+                )
+            finally:
+                self.ib.errorEvent -= on_error
+                self.pacer.done()
+            if not errors:
+                return [_bar(b) for b in bars or []]
+            wait = self.pacer.identical_seconds * (attempt + 1)
+            log.warning("IB pacing violation on a history request; retrying in %.0f s", wait)
+            await asyncio.sleep(wait)
+        raise KerastraderError(f"IB refused historical data for {contract.symbol}: pacing")
 
     def subscribe(self, symbol: str, contract: Any, bar_size: int = 5) -> queue.Queue:
         q: queue.Queue = queue.Queue()
