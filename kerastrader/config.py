@@ -124,6 +124,7 @@ def validate(cfg: Config) -> None:
         ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
         ("paper", "sec_type"): ("STK", "FUT", "CASH"),
+        ("paper", "journal_sync"): ("full", "normal"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:

@@ -8,8 +8,10 @@ reconciles its fills with the account's executions (``known_exec_ids``).
 
 Durability: WAL mode with ``synchronous=FULL``. WAL alone (``NORMAL``) survives a killed
 process but may lose the last commits on power loss or an OS crash; ``FULL`` syncs the WAL at
-every commit so a record that says "this order was about to be sent" survives those too. A
-session journals tens of events a day, so the fsync per commit costs nothing that matters.
+every commit so a record that says "this order was about to be sent" survives those too. The
+fsync per commit costs about a millisecond on the path from a bar to its order (measured in
+``benchmarks/bench_paper.py``); ``synchronous="NORMAL"`` (``paper.journal_sync = "normal"``)
+trades the power-loss guarantee for that time and still survives a killed process.
 
 One connection (``check_same_thread=False``) guarded by a lock: events arrive from the IB
 client's thread and from Backtrader's. Times are ISO 8601 UTC strings of fixed width (so text
@@ -185,7 +187,9 @@ class Journal:
     continued, or started at 1 for a run the file has not seen).
     """
 
-    def __init__(self, path: str | Path, run_id: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, run_id: str | None = None, synchronous: str = "FULL"
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -198,7 +202,9 @@ class Journal:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":  # e.g. a network filesystem without shared memory
             raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         with self._tx() as conn:
             # Statement by statement: executescript would COMMIT the transaction first.
             for statement in _SCHEMA.split(";"):

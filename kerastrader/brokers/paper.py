@@ -144,7 +144,7 @@ def run_paper(
         trade_start = trade_start.to_pydatetime()
         bar_seconds = int(p["bar_seconds"])
     # Reopening an existing journal resumes its run: same run id, order numbers go on.
-    journal = Journal(out_dir / "journal.sqlite", run_id=run_id)
+    journal = Journal(out_dir / "journal.sqlite", run_id=run_id, synchronous=p["journal_sync"])
     lockstep = speed == 0 if simulate is not None else bool(p["lockstep"])
     store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
                     lockstep=lockstep)  # fmt: skip

@@ -20,6 +20,7 @@ import collections
 import datetime as dt
 import logging
 import queue
+import time
 from typing import Any
 
 import backtrader as bt
@@ -58,6 +59,7 @@ class IBBroker(bt.BrokerBase):
         self.start_cash = float(self.p.cash)
         self.cash = self.start_cash
         self.unsent: list[str] = []
+        self.latencies: list[float] = []  # seconds from bar arrival to placeOrder, per order
         self.errors: list[tuple[int, int, str]] = []
 
     # -- Backtrader's broker interface -----------------------------------------------------
@@ -224,10 +226,13 @@ class IBBroker(bt.BrokerBase):
             return order
         contract = self.p.contracts[data._name]
         parent_ib = self.ib_orders.get(parent_ref) if parent_ref else None
-        self.store.post(self._place_on_loop, contract, ib_order, parent_ib)
+        arrived = getattr(data, "arrived", 0.0)
+        self.store.post(self._place_on_loop, contract, ib_order, parent_ib, arrived)
         return order
 
-    def _place_on_loop(self, contract: Any, ib_order: Any, parent_ib: Any) -> None:
+    def _place_on_loop(
+        self, contract: Any, ib_order: Any, parent_ib: Any, arrived: float = 0.0
+    ) -> None:
         """On the IB thread: ids are assigned there, so a child reads its parent's id here."""
         ib = self.store.ib
         if not ib.isConnected():
@@ -236,6 +241,8 @@ class IBBroker(bt.BrokerBase):
         if parent_ib is not None:
             ib_order.parentId = parent_ib.orderId
         ib.placeOrder(contract, ib_order)
+        if arrived:
+            self.latencies.append(time.perf_counter() - arrived)
         self.store.events.put(("sent", {"ref": ib_order.orderRef, "order_id": ib_order.orderId}))
 
     def _ib_order(self, order: bt.Order, ref: str) -> Any:

@@ -113,6 +113,7 @@ class IBData(bt.feed.DataBase):
         self.delivered_live = 0
         self._barrier_for = 0
         self._last_arrival = time.monotonic()
+        self.arrived = 0.0
 
     def backfill_after_reconnect(self) -> None:
         """Bars completed while disconnected come from history, then live bars resume."""
@@ -161,5 +162,6 @@ class IBData(bt.feed.DataBase):
             self._last_arrival = time.monotonic()
             done = self.agg.add(rt)
             if done is not None and self._deliver(done):
+                self.arrived = rt.arrived  # when the bar's last piece reached us
                 self.delivered_live += 1
                 return True

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,7 @@ class Bar:
     low: float
     close: float
     volume: float
+    arrived: float = 0.0  # time.perf_counter() when it reached us (latency measurements)
 
 
 class IBStore:
@@ -300,7 +302,9 @@ class IBStore:
 
         def on_update(items: Any, has_new: bool) -> None:
             if has_new:
-                q.put(_bar(items[-1]))
+                bar = _bar(items[-1])
+                bar.arrived = time.perf_counter()
+                q.put(bar)
 
         bars.updateEvent += on_update
         self._live_bars[symbol] = bars
