@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_indicator.py
+	$(PY) benchmarks/bench_feeds.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_portfolio.py
+	$(PY) benchmarks/bench_paper.py
 
 clean:
 	rm -rf $(VENV) runs
