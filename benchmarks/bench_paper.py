@@ -92,15 +92,7 @@ def session(art, history: int, sync: str, tmp: Path) -> tuple[np.ndarray, float]
                       warmup=art.warmup + 5, bar_seconds=86_400, idle_exit=1.0,
                       journal=journal, timeframe=bt.TimeFrame.Days, name="ORCL")  # fmt: skip
         cerebro.adddata(data, name="ORCL")
-        contracts = {}
-        original = data.start
-
-        def start():
-            original()
-            contracts["ORCL"] = data.contract
-
-        data.start = start
-        broker = IBBroker(store=store, journal=journal, contracts=contracts, datas=[data])
+        broker = IBBroker(store=store, journal=journal, datas=[data])
         cerebro.setbroker(broker)
         cerebro.addstrategy(EveryBar, model=art)
         t0 = time.perf_counter()

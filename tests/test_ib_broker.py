@@ -53,15 +53,7 @@ def session(tmp_path, send, faults=None, limits=None, bars=None, strategy=OneOrd
                       warmup=HISTORY, bar_seconds=86_400, end=gateway.finished,
                       journal=journal, timeframe=bt.TimeFrame.Days, name="GEN")  # fmt: skip
         cerebro.adddata(data, name="GEN")
-        contracts = {}
-        original = data.start
-
-        def start():
-            original()
-            contracts["GEN"] = data.contract
-
-        data.start = start
-        cerebro.setbroker(IBBroker(store=store, journal=journal, contracts=contracts,
+        cerebro.setbroker(IBBroker(store=store, journal=journal,
                                    datas=[data], limits=limits or Limits()))  # fmt: skip
         cerebro.addstrategy(strategy, send=send)
         strat = cerebro.run()[0]

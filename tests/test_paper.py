@@ -120,6 +120,7 @@ def test_three_forced_disconnects_lose_nothing_and_send_nothing_twice(
     faults = Faults(disconnect_after=[400, 900, 1400])
     result, orders, gfills = _replay(orcl_slice_csv, trained, tmp_path / "flaky", faults)
     assert result.reconnects == 3
+    assert result.metrics["run"]["bars"] >= 500  # replayed bars, 2005-2006
     journal = Journal(tmp_path / "flaky" / "journal.sqlite")
     refs = [o["orderRef"] for o in orders["all"]]
     assert max(Counter(refs).values()) == 1  # no orderRef sent twice

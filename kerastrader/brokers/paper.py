@@ -161,13 +161,12 @@ def run_paper(
         cerebro = bt.Cerebro(stdstats=False)
         timeframe = bt.TimeFrame.Days if bar_seconds >= 86_400 else bt.TimeFrame.Minutes
         compression = 1 if bar_seconds >= 86_400 else max(bar_seconds // 60, 1)
-        contracts: dict[str, Any] = {}
         data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
                       warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
                       journal=journal, timeframe=timeframe, compression=compression,
                       idle_exit=p["stop_after_idle"], name=symbol)  # fmt: skip
         cerebro.adddata(data, name=symbol)
-        broker = IBBroker(store=store, journal=journal, contracts=contracts, dry_run=dry_run,
+        broker = IBBroker(store=store, journal=journal, dry_run=dry_run,
                           datas=[data],
                           cash=cfg["broker"]["cash"],
                           limits=Limits(p["max_quantity"], p["max_notional"], p["max_position"],
@@ -187,13 +186,6 @@ def run_paper(
         cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=trade_start)
         # The status line every bar; a fast simulated replay keeps it to the debug log.
         cerebro.addanalyzer(_Status, level=logging.DEBUG if simulate else logging.INFO)
-        original = data.start
-
-        def start_and_register() -> None:
-            original()
-            contracts[symbol] = data.contract
-
-        data.start = start_and_register
         stopped = {"flag": False}
 
         def on_sigint(signum, frame) -> None:  # a clean Ctrl-C: stop after the current bar

@@ -38,7 +38,7 @@ class IBBroker(bt.BrokerBase):
     params = (
         ("store", None),
         ("journal", None),
-        ("contracts", None),  # data name -> qualified ib_async Contract (filled by the session)
+        ("contracts", None),  # data name -> ib_async Contract, for feeds that are not IBData
         ("limits", None),  # safety.Limits
         ("dry_run", False),  # journal orders, never send them
         ("cash", 100_000.0),  # the account's starting cash (the journal adds its fills)
@@ -111,6 +111,11 @@ class IBBroker(bt.BrokerBase):
                                     positions=ib_positions, cash=snap["cash"])  # fmt: skip
         if recovered:
             log.info("reconciled %d execution(s) missing from the journal", recovered)
+
+    def _contract(self, data) -> Any:
+        """The feed's qualified contract (IBData qualifies it at start)."""
+        contract = getattr(data, "contract", None)
+        return contract if contract is not None else (self.p.contracts or {})[data._name]
 
     def _datas(self) -> list:
         return list(self.p.datas or [])
@@ -187,7 +192,7 @@ class IBBroker(bt.BrokerBase):
             order.created.pricelimit = plimit
         self.journal.record_status(ref, "PendingModify", why=f"price={price} size={size}")
         if not self.p.dry_run:
-            self.store.place(self.p.contracts[order.data._name], ib_order)
+            self.store.place(self._contract(order.data), ib_order)
 
     # -- sending ---------------------------------------------------------------------------
     def _submit(self, order: bt.Order) -> bt.Order:
@@ -224,7 +229,7 @@ class IBBroker(bt.BrokerBase):
             order.accept(self)
             self.notifs.append(order.clone())
             return order
-        contract = self.p.contracts[data._name]
+        contract = self._contract(data)
         parent_ib = self.ib_orders.get(parent_ref) if parent_ref else None
         arrived = getattr(data, "arrived", 0.0)
         self.store.post(self._place_on_loop, contract, ib_order, parent_ib, arrived)
@@ -302,7 +307,7 @@ class IBBroker(bt.BrokerBase):
             if ref in working or ref in filled or order is None or not order.alive():
                 continue
             log.info("resending %s, which IB never received", ref)
-            self.store.post(self._place_on_loop, self.p.contracts[order.data._name],
+            self.store.post(self._place_on_loop, self._contract(order.data),
                             self.ib_orders[ref], None)  # fmt: skip
         for data in self._datas():
             if hasattr(data, "backfill_after_reconnect"):
