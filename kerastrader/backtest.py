@@ -22,6 +22,7 @@ from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.frames import load_any
 from kerastrader.models.artifact import Artifact, save_artifact
 from kerastrader.models.progress import make_progress
+from kerastrader.models.training import stamp
 from kerastrader.models.walkforward import WalkForwardModel, load_model, walk_forward
 from kerastrader.reports.analyzer import PortfolioAnalyzer
 from kerastrader.reports.writer import write_run_files
@@ -386,8 +387,8 @@ def run_experiment(
                 {k: v for k, v in f.info.items() if k not in ("dir", "start")}
                 for f in artifact.folds
             ]
-        model_metrics["test_start"] = _stamp(scored.index[0])
-        model_metrics["test_end"] = _stamp(scored.index[-1])
+        model_metrics["test_start"] = stamp(scored.index[0])
+        model_metrics["test_end"] = stamp(scored.index[-1])
         model_metrics["source"] = "backtest period predictions" + (
             f" of {len(symbols)} symbols" if multi else ""
         )
@@ -451,13 +452,6 @@ def _describe(cfg: Config) -> str:
     return text
 
 
-def _stamp(when: pd.Timestamp) -> str:
-    """A date for daily bars, a date and time for intraday ones."""
-    if when == when.normalize():
-        return when.date().isoformat()
-    return when.isoformat(sep=" ")
-
-
 def _write_predictions(path: Path, predictions: dict[str, pd.Series]) -> None:
     """One row per bar, the prediction empty during warm-up: ``date,prediction`` for one
     symbol, ``date,symbol,prediction`` for several."""
@@ -465,7 +459,7 @@ def _write_predictions(path: Path, predictions: dict[str, pd.Series]) -> None:
     for sym, series in predictions.items():
         frame = pd.DataFrame(
             {
-                "date": [_stamp(d) for d in series.index],
+                "date": [stamp(d) for d in series.index],
                 "symbol": sym,
                 "prediction": [None if math.isnan(p) else p for p in series],
             }

@@ -491,8 +491,8 @@ def train(
         },
         "periods": {
             s: [
-                min(_stamp(d.dates[d.ends[s][0]]) for d in datasets.values()),
-                max(_stamp(d.dates[d.ends[s][-1]]) for d in datasets.values()),
+                min(stamp(d.dates[d.ends[s][0]]) for d in datasets.values()),
+                max(stamp(d.dates[d.ends[s][-1]]) for d in datasets.values()),
             ]
             for s in SPLITS
         },
@@ -519,7 +519,7 @@ def train(
     return TrainResult(artifact, ds.ends["test"], y_out, p_test, ds, datasets, out_test)
 
 
-def _stamp(when: pd.Timestamp) -> str:
+def stamp(when: pd.Timestamp) -> str:
     """A date for daily bars, a date and time for intraday ones."""
     if when == when.normalize():
         return when.date().isoformat()

@@ -33,6 +33,7 @@ from kerastrader.errors import ConfigError, ModelMismatchError
 from kerastrader.models.artifact import Artifact, load_artifact, save_artifact
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
+from kerastrader.models.training import stamp
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,6 @@ class WalkForwardModel:
         return [(f.start, f.artifact) for f in self.folds]
 
 
-def _stamp(when: pd.Timestamp) -> str:
-    if when == when.normalize():
-        return when.date().isoformat()
-    return when.isoformat(sep=" ")
-
-
 def fold_starts(dates: pd.DatetimeIndex, cfg: Config, lookback: int) -> list[tuple[int, int]]:
     """(first, last) predicted row of every fold on ``dates`` (the union of all symbols')."""
     wf = cfg["walkforward"]
@@ -94,7 +89,7 @@ def fold_starts(dates: pd.DatetimeIndex, cfg: Config, lookback: int) -> list[tup
             raise ConfigError(
                 f"walkforward.start = {wf['start']}: the first fold needs {earliest} bars before "
                 f"it (features, window, train_bars, validation_bars, purge); the earliest "
-                f"possible start is {_stamp(dates[min(earliest, n - 1)])}"
+                f"possible start is {stamp(dates[min(earliest, n - 1)])}"
             )
     else:
         first = earliest
@@ -139,8 +134,8 @@ def walk_forward(
         len(plan),
         wf["scheme"],
         int(wf["step"]),
-        _stamp(dates[plan[0][0]]),
-        _stamp(dates[plan[-1][1]]),
+        stamp(dates[plan[0][0]]),
+        stamp(dates[plan[-1][1]]),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
@@ -156,20 +151,20 @@ def walk_forward(
                 first_train = max(0, last_train - int(wf["train_bars"]) + 1)
             fold_cfg = copy.deepcopy(cfg)
             fold_cfg["split"].update(
-                train_start=_stamp(dates[first_train]) if first_train else "",
-                train_end=_stamp(dates[last_train]),
-                validation_end=_stamp(dates[last_val]),
-                test_end=_stamp(dates[e]),
+                train_start=stamp(dates[first_train]) if first_train else "",
+                train_end=stamp(dates[last_train]),
+                validation_end=stamp(dates[last_val]),
+                test_end=stamp(dates[e]),
             )
             log.info(
                 "fold %d/%d: train %s .. %s, validate .. %s, predict %s .. %s",
                 k + 1,
                 len(plan),
-                _stamp(dates[first_train]),
-                _stamp(dates[last_train]),
-                _stamp(dates[last_val]),
-                _stamp(dates[s]),
-                _stamp(dates[e]),
+                stamp(dates[first_train]),
+                stamp(dates[last_train]),
+                stamp(dates[last_val]),
+                stamp(dates[s]),
+                stamp(dates[e]),
             )
             fold_dir = Path(workdir) / f"fold_{k:03d}" if workdir else None
             result = train(
@@ -186,7 +181,7 @@ def walk_forward(
                 "fold": k,
                 "train": f"{meta['periods']['train'][0]} .. {meta['periods']['train'][1]}",
                 "validation_end": meta["periods"]["validation"][1],
-                "predicts": f"{_stamp(dates[s])} .. {_stamp(dates[e])}",
+                "predicts": f"{stamp(dates[s])} .. {stamp(dates[e])}",
                 "epochs": meta["training"]["epochs_run"],
                 "val_loss": meta["training"]["best_val_loss"],
                 "n": test["n_test"],
@@ -210,14 +205,14 @@ def walk_forward(
             "features": first["features"],
             "window": first["window"],
             "folds": [
-                {"start": _stamp(f.start), "dir": f"fold_{i:03d}", **f.info}
+                {"start": stamp(f.start), "dir": f"fold_{i:03d}", **f.info}
                 for i, f in enumerate(folds)
             ],  # fmt: skip
             "metrics": {"test": overall},
             "periods": {
                 "train": first["periods"]["train"],
                 "validation": first["periods"]["validation"],
-                "test": [_stamp(dates[plan[0][0]]), _stamp(dates[plan[-1][1]])],
+                "test": [stamp(dates[plan[0][0]]), stamp(dates[plan[-1][1]])],
             },
             "symbols": first["symbols"],
             "data": data_info,
