@@ -68,23 +68,27 @@ class IBBroker(bt.BrokerBase):
         self.startingcash = self.start_cash
         self.reconcile(first=True)
 
-    def reconcile(self, first: bool = False) -> None:
+    def reconcile(self, first: bool = False) -> dict[str, Any]:
         """Bring the journal and the local book in line with the account.
 
         Executions IB reports that the journal does not have (they happened while this
         process was down or disconnected) are recorded; positions are taken from the
         executions in the journal and checked against IB's; cash follows from the journal.
-        Orders of this run that IB still works are adopted, not sent again.
+        Orders of this run that IB still works are adopted, not sent again. Returns IB's
+        snapshot, so a caller needs no second one.
         """
         snap = self.store.snapshot()
-        known = self.journal.known_exec_ids()
         prefix = f"{self.journal.run_id}:"
         recovered = 0
         for f in snap["fills"]:
-            if f["exec_id"] in known or not str(f["ref"] or "").startswith(prefix):
+            if not str(f["ref"] or "").startswith(prefix):
                 continue
-            self.journal.record_fill(f["exec_id"], f["ref"], f["symbol"], _when(f.get("time")),
-                                     f["shares"], f["price"])  # fmt: skip
+            when = _when(f.get("time"))
+            new = self.journal.record_fill(
+                f["exec_id"], f["ref"], f["symbol"], when, f["shares"], f["price"]
+            )
+            if not new:
+                continue  # already journaled
             if f.get("commission") is not None:
                 self.journal.record_commission(f["exec_id"], f["commission"])
             recovered += 1
@@ -111,6 +115,7 @@ class IBBroker(bt.BrokerBase):
                                     positions=ib_positions, cash=snap["cash"])  # fmt: skip
         if recovered:
             log.info("reconciled %d execution(s) missing from the journal", recovered)
+        return snap
 
     def _contract(self, data) -> Any:
         """The feed's qualified contract (IBData qualifies it at start)."""
@@ -298,8 +303,8 @@ class IBBroker(bt.BrokerBase):
     def _on_reconnected(self, p: Any) -> None:
         """After a reconnect: executions and statuses missed while away, then resend nothing
         IB already knows (orders carry the run's orderRef)."""
-        self.reconcile()
-        working = {o["ref"] for o in self.store.snapshot()["open_orders"]}
+        snap = self.reconcile()
+        working = {o["ref"] for o in snap["open_orders"]}
         filled = {f["ref"] for f in self.journal.fills()}
         for ref in list(self.unsent):  # sent while disconnected: IB never saw them
             self.unsent.remove(ref)
@@ -357,11 +362,13 @@ class IBBroker(bt.BrokerBase):
                     self.notifs.append(order.clone())
 
     def _on_exec(self, p: dict) -> None:
-        if p["exec_id"] in self.execs or p["exec_id"] in self.journal.known_exec_ids():
+        # The journal knows every execution already applied (record_fill says so): after a
+        # reconnect IB may report one again.
+        if p["exec_id"] in self.execs or not self.journal.record_fill(
+            p["exec_id"], p["ref"], p["symbol"], _when(p.get("time")), p["shares"], p["price"]
+        ):
             return
         self.execs[p["exec_id"]] = p
-        self.journal.record_fill(p["exec_id"], p["ref"], p["symbol"],
-                                 _when(p.get("time")), p["shares"], p["price"])  # fmt: skip
         self._try_apply(p["exec_id"])
 
     def _on_commission(self, p: dict) -> None:

@@ -61,12 +61,15 @@ class Aggregator:
         self.current: Bar | None = None
         self.start = None
 
-    def add(self, bar: Bar) -> Bar | None:
-        """Add one real-time bar; return the completed aggregate when this bar finishes it."""
+    def add(self, bar: Bar) -> list[Bar]:
+        """Add one real-time bar; return the aggregates it completes, oldest first (two when
+        it opens a new period after a period whose last real-time bar never came, and
+        completes the new one too)."""
         start = math.floor(bar.time / self.bucket) * self.bucket
-        done: Bar | None = None
+        done: list[Bar] = []
         if self.current is not None and start != self.start:
-            done, self.current = self.current, None  # a bar of a later period: close the old
+            done.append(self.current)  # a bar of a later period: close the old one
+            self.current = None
         if self.current is None:
             self.start = start
             self.current = Bar(float(start), bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -76,8 +79,8 @@ class Aggregator:
             c.close = bar.close
             c.volume += bar.volume
         if bar.time + self.bar_seconds >= self.start + self.bucket:
-            finished, self.current = self.current, None
-            return finished if done is None else done  # (done first; finished waits: rare)
+            done.append(self.current)
+            self.current = None
         return done
 
 
@@ -160,8 +163,9 @@ class IBData(bt.feed.DataBase):
                     return False
                 return None  # no bar yet: Backtrader polls again
             self._last_arrival = time.monotonic()
-            done = self.agg.add(rt)
-            if done is not None and self._deliver(done):
+            completed = self.agg.add(rt)
+            self._backfill.extend(completed[1:])  # delivered on the next calls, in order
+            if completed and self._deliver(completed[0]):
                 self.arrived = rt.arrived  # when the bar's last piece reached us
                 self.delivered_live += 1
                 return True

@@ -250,12 +250,6 @@ class IBStore:
         if self.ib.isConnected():
             self.ib.cancelOrder(order)
 
-    def next_order_id(self) -> int:
-        return self.run(self._next_id(), timeout=self.timeout)
-
-    async def _next_id(self) -> int:
-        return self.ib.client.getReqId()
-
     # -- data ------------------------------------------------------------------------------
     def qualify(self, contract: Any) -> Any:
         result = self.run(self.ib.qualifyContractsAsync(contract), timeout=self.timeout)
