@@ -169,8 +169,9 @@ class ModelStrategy(bt.Strategy):
         return False
 
     # -- targets ---------------------------------------------------------------------------
-    def _size(self, i: int, pred: float) -> float:
-        """The weight magnitude at full conviction for instrument i."""
+    def _size(self, i: int, pred: float, side: int | None = None) -> float:
+        """The weight magnitude at full conviction for instrument i; a Kelly bet on the
+        other side than ``side`` (when given) is no bet."""
         z = self.z
         budget = self.s["target_percent"] / self.n
         if z["method"] == "fixed":
@@ -188,7 +189,9 @@ class ModelStrategy(bt.Strategy):
         else:
             raw = sizing.kelly_fraction_binary(pred, z["kelly_payoff"])
         w = sizing.kelly_weight(raw, z["kelly_multiplier"], z["kelly_cap"], True)
-        return abs(w) / self.n if _sign(w) else 0.0
+        if not _sign(w) or (side is not None and _sign(w) != side):
+            return 0.0
+        return abs(w) / self.n
 
     def _independent_targets(self, preds: np.ndarray) -> np.ndarray:
         s = self.s
@@ -214,21 +217,14 @@ class ModelStrategy(bt.Strategy):
             if new == FLAT:
                 out[i] = 0.0
                 continue
-            size = self._size(i, p)
             if s["signal"] == "threshold":
-                if self.z["method"] == "kelly" and _sign(self._kelly_side(p)) != new:
-                    size = 0.0
-                out[i] = new * size
+                out[i] = new * self._size(i, p, new)
             else:
+                size = self._size(i, p)
                 out[i] = sizing.proportional_weight(
                     p, s["center"], s["scale"], s["allow_short"], size
                 )
         return out
-
-    def _kelly_side(self, p: float) -> float:
-        if self.regression:
-            return p
-        return sizing.kelly_fraction_binary(p, self.z["kelly_payoff"])
 
     def _cross_sectional_targets(self, preds: np.ndarray) -> np.ndarray:
         pf, s = self.pf, self.s
