@@ -202,7 +202,7 @@ def run_paper(
             for orders in strategy.pending + strategy.children:
                 for o in orders:
                     broker.cancel(o)
-        metrics = _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info,
+        metrics = _write_files(cfg, out_dir, strategy, artifact, symbol, data_info,
                                trade_start)  # fmt: skip
     finally:
         store.stop()
@@ -212,7 +212,7 @@ def run_paper(
     return PaperResult(out_dir, metrics, out_dir / "journal.sqlite", store.reconnects)
 
 
-def _write_files(cfg, out_dir, strategy, artifact, bars, symbol, data_info, trade_start):
+def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_start):
     from kerastrader.backtest import _buy_and_hold, _write_predictions
     from kerastrader.reports.writer import write_run_files
 
