@@ -132,7 +132,10 @@ def _csv_layout(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(fields, dtype=int), np.array(lines, dtype=int)
 
 
-CANONICAL_KEYS = ("date", "time", "open", "high", "low", "close", "adj_close", "volume", "symbol")
+CANONICAL_KEYS = (
+    "date", "time", "open", "high", "low", "close", "adj_close", "volume", "symbol",
+    "dividends", "splits",
+)  # fmt: skip
 _AUTO = {
     "date": ("Date", "Datetime", "Timestamp"),
     "time": ("Time",),
@@ -143,6 +146,9 @@ _AUTO = {
     "adj_close": ("Adj Close", "Adj_Close", "AdjClose"),
     "volume": ("Volume",),
     "symbol": ("Symbol", "Ticker"),
+    # Corporate actions (yfinance's history(actions=True) layout): see feeds/actions.py.
+    "dividends": ("Dividends", "Dividend"),
+    "splits": ("Stock Splits", "Splits", "Split"),
 }
 _REQUIRED_KEYS = ("date", "open", "high", "low", "close", "volume")
 
@@ -360,8 +366,12 @@ def _bars(
                 exc.row,
             ) from None
         raise
-    numeric = [c for c in (*CANONICAL, "adj_close") if c in raw.columns]
+    numeric = [c for c in (*CANONICAL, "adj_close", "dividends", "splits") if c in raw.columns]
     values, gaps = _numbers(raw, numeric, source, lines)
+    for col in ("dividends", "splits"):  # an empty cell is "none that day", not a hole
+        if col in values:
+            values[col] = np.nan_to_num(values[col], nan=0.0)
+            gaps[col] = np.zeros(len(values[col]), dtype=bool)
     frame = pd.DataFrame(values, index=index)[numeric]
     any_gap = np.logical_or.reduce([gaps[c] for c in numeric])
     notes: list[str] = []
