@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from kerastrader.cli import run_backtest_main
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, shared_file
 
 EXAMPLES = ROOT / "examples"
 SHRINK = ["--set", "training.epochs=1", "--set", "report.figures=false", "-q"]
@@ -87,15 +86,13 @@ def test_custom_model_example_trains_the_users_function(tmp_path):
 def test_nvda_example_config_is_valid():
     from kerastrader.config import load_config
 
-    if not (SHARED_DATA / "nvda-1999-2014.csv").is_file():
-        pytest.skip(f"{SHARED_DATA / 'nvda-1999-2014.csv'} is absent (shared data)")
+    shared_file("nvda-1999-2014.csv")
     assert load_config(EXAMPLES / "nvda.toml")["data"]["symbol"] == "NVDA"
 
 
 def test_four_asset_example_runs_on_the_shared_real_data(tmp_path):
     for name in ("spy", "agg", "xle", "xlf"):
-        if not (SHARED_DATA / f"{name}-daily.csv").is_file():
-            pytest.skip(f"{SHARED_DATA / f'{name}-daily.csv'} is absent (shared data)")
+        shared_file(f"{name}-daily.csv")
     out = run_example("four_asset", tmp_path, "--set", "model.units=[4]")
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["instruments"]) == {"SPY", "AGG", "XLE", "XLF"}

@@ -15,23 +15,26 @@ from kerastrader.cli import main
 from kerastrader.reports.runfiles import open_position_pnl, read_run, round_trips
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium and the playwright extra, checked before full_run trains a model."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it when it can)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
     pytest.importorskip("playwright.sync_api", reason="playwright is a test extra")
     return path
 
 
-def test_report_renders_in_a_real_browser_with_every_image_and_no_network(full_run, tmp_path):
+def test_report_renders_in_a_real_browser_with_every_image_and_no_network(
+    chromium, full_run, tmp_path
+):
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
     page_url = (full_run / "report.html").resolve().as_uri()
     requests: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=executable,
+            executable_path=chromium,
             args=[
                 "--no-sandbox",
                 "--disable-gpu",

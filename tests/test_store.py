@@ -1,7 +1,7 @@
 """The bar store keeps its promises on SQLite and on a real PostgreSQL server.
 
 PostgreSQL tests run when KERASTRADER_TEST_POSTGRES holds a URL (``.ci/run`` starts a server
-on loopback and sets it); otherwise they skip and say so.
+on loopback and sets it); otherwise they skip and say so, and under CI=true they fail.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def url(request, tmp_path) -> str:
         return f"sqlite:///{tmp_path / 'bars.sqlite'}"
     pg = os.environ.get(PG_ENV)
     if not pg:
-        pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server for this run")
+        pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server (.ci/postgres.sh starts one)")
     engine = sa.create_engine(pg)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS bars"))
