@@ -60,4 +60,8 @@ def test_multiclass_metrics_confusion_matrix_rows_are_actual_classes():
     m = multiclass_metrics(y, probs)
     assert m["confusion_matrix"] == [[1, 0, 0], [0, 0, 1], [1, 0, 1]]
     assert m["accuracy"] == pytest.approx(0.5)
-    assert 0.0 <= m["roc_auc"] <= 1.0
+    # One-vs-rest AUC, the share of (positive, negative) pairs ranked right, ties half:
+    # class 0: 0.7 above 0.1, 0.1, 0.5 -> 3/3; class 1: 0.3 above 0.2, 0.1, tied with 0.3 ->
+    # 2.5/3; class 2: 0.8 above 0.1, 0.6 and 0.2 above 0.1 only -> 3/4. Macro average:
+    assert m["roc_auc"] == pytest.approx((1 + 2.5 / 3 + 3 / 4) / 3)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.8, 0.2])))
