@@ -73,10 +73,16 @@ def test_a_limit_order_fills_only_when_the_price_reaches_it(tmp_path):
 
     strat, gateway, journal, bars = session(tmp_path, send)
     assert gateway.orders[0]["orderType"] == "LMT"
+    # By hand from the bars: sent on bar HISTORY, worked from the next bar; the first bar whose
+    # low reaches the limit fills it, at the open if it opened below, else at the limit.
+    limit = 0.97 * bars["close"].iloc[HISTORY]
+    j = next(j for j in range(HISTORY + 1, len(bars)) if bars["low"].iloc[j] <= limit)
+    assert j > HISTORY + 1  # the scenario has a bar that does not reach the limit
     order = strat.orders[0]
-    limit = order.created.price
-    if order.status == order.Completed:
-        assert order.executed.price <= limit + 1e-9
+    assert order.status == order.Completed
+    assert bt.num2date(order.executed.dt) == bars.index[j]
+    assert order.executed.size == 10
+    assert order.executed.price == pytest.approx(min(bars["open"].iloc[j], limit), rel=1e-7)
     assert "Accepted" in statuses(strat)
 
 
