@@ -194,12 +194,36 @@ def test_a_stop_gapped_through_fills_at_the_open_not_the_stop(trained):
 
 
 def test_trailing_stop_follows_the_price(trained):
-    bars = gap_bars(gap_at=280, drop=0.1)
-    bars.loc[bars.index[220:280], ["open", "high", "low", "close"]] *= 1.05  # a rise first
+    # Flat at 100, a rise to 115 by bar 240, then a fall of 0.5% a bar; each bar opens at the
+    # previous close. A fixed 3% stop sits at 97 and exits near bar 275; the trailed one exits
+    # on the fall from the top.
+    n, k = 320, np.arange(320)
+    close = np.clip(100.0 + 0.5 * (k - 209), 100.0, None)
+    close = np.where(k > 240, close[240] * 0.995 ** (k - 240), close)
+    close = close * np.exp(np.random.default_rng(0).normal(0, 0.001, n))
+    open_ = np.r_[close[0], close[:-1]]
+    bars = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
+                         "low": np.minimum(open_, close) * 0.998, "close": close, "volume": 1e6},
+                        index=pd.bdate_range("2001-01-02", periods=n, name="datetime"))  # fmt: skip
     strat = run([bars], always(0.9), trained.loaded, risk={"trailing_stop": 0.03})
-    assert any(c[3] == "StopTrail" for c in strat.created)
+
+    def first_exit(level, trail):  # by hand: Backtrader moves a trailing stop with the close
+        for j in range(START + 1, n):
+            if bars["open"].iloc[j] <= level:
+                return j, bars["open"].iloc[j]  # gapped through: the open
+            if bars["low"].iloc[j] <= level:
+                return j, level
+            if trail:
+                level = max(level, 0.97 * bars["close"].iloc[j])
+
+    trailed = first_exit(0.97 * bars["close"].iloc[START], trail=True)
+    fixed = first_exit(0.97 * bars["close"].iloc[START], trail=False)
+    assert trailed[0] < fixed[0] and trailed[1] > fixed[1] + 10  # a fixed stop would not pass
+    assert trailed[1] == pytest.approx(0.97 * bars["close"].iloc[START : trailed[0]].max())
     exit_fill = next(f for f in strat.fills if f[5] == "StopTrail")
-    assert exit_fill[0] in (220, 280)  # the first drop through the trailed level
+    assert exit_fill[0] == trailed[0]
+    assert exit_fill[3] == pytest.approx(trailed[1], rel=1e-12)
+    assert exit_fill[2] == -first_entry(strat)[2]  # the whole position
 
 
 def test_daily_loss_limit_flattens_and_stops_trading_for_the_day(trained):
