@@ -20,6 +20,7 @@ from kerastrader.config import Config, dump_config, embedded_data_path
 from kerastrader.errors import ConfigError
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.frames import load_any
+from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.artifact import Artifact, save_artifact
 from kerastrader.models.progress import make_progress
 from kerastrader.models.training import stamp
@@ -129,14 +130,14 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
 
             before = len(bars)
             bars = filter_session(
-                bars, d["session_start"] or "00:00", d["session_end"] or "23:59:59"
+                bars, d["session_start"] or "00:00", d["session_end"] or "23:59:59", d["timezone"]
             )
             notes.append(f"{sym}: session filter kept {len(bars)} of {before} bars")
         if d["resample"]:
             from kerastrader.feeds.resample import resample_bars
 
             before = len(bars)
-            bars = resample_bars(bars, d["resample"])
+            bars = resample_bars(bars, d["resample"], ExchangeClock.from_config(d))
             notes.append(f"{sym}: resampled {before} bars to {len(bars)} {d['resample']} bars")
         if not intraday_bars(bars):
             from kerastrader.feeds.gaps import gap_report
@@ -323,6 +324,7 @@ def run_experiment(
     start = first_ts.to_pydatetime() if intraday else first_ts.date()
 
     b = cfg["broker"]
+    clock = ExchangeClock.from_config(cfg["data"])  # trading days, in the exchange's zone
     cerebro = bt.Cerebro(stdstats=False, runonce=cfg["backtest"]["runonce"])
     # Each feed starts at the first bar of its data, so predictions.csv has a row for every
     # bar (empty only during the warm-up); orders and returns start at the backtest period.
@@ -343,8 +345,9 @@ def run_experiment(
         round_trip=round_trip_cost(
             b, price, b["cash"] * cfg["strategy"]["target_percent"] / len(symbols) / price
         ),  # fmt: skip
+        clock=clock,
     )
-    cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=start)
+    cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=start, clock=clock)
     total = max(lasts[sym] + 1 for sym in symbols)
     with make_progress() as progress:
         task = progress.add_task("backtest", total=total, info=", ".join(symbols)[:40])

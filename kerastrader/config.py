@@ -110,7 +110,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def validate(cfg: Config) -> None:
     """Checks on values that types alone do not catch."""
     choices = {
-        ("data", "missing"): ("error", "interpolate", "drop"),
+        ("data", "missing"): ("error", "ffill", "interpolate", "drop"),
         ("label", "kind"): ("direction", "three_class", "regression"),
         ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer", "custom"),
         ("model", "autoencoder"): ("", "bottleneck", "error", "both"),
@@ -122,6 +122,7 @@ def validate(cfg: Config) -> None:
         ("portfolio", "models"): ("shared", "per_instrument"),
         ("portfolio", "allocation"): ("independent", "top_k", "proportional", "strategic"),
         ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
+        ("data", "returns"): ("total", "price"),
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
         ("paper", "sec_type"): ("STK", "FUT", "CASH"),
         ("paper", "journal_sync"): ("full", "normal"),
@@ -189,9 +190,13 @@ def validate(cfg: Config) -> None:
                          ("sizing", "target_volatility"), ("sizing", "kelly_cap"),
                          ("sizing", "kelly_multiplier"), ("sizing", "kelly_payoff"),
                          ("strategy", "scale"), ("sizing", "vol_lookback"),
-                         ("sizing", "periods_per_year"), ("portfolio", "top_k")):  # fmt: skip
+                         ("portfolio", "top_k")):  # fmt: skip
         if cfg[section][key] <= 0:
             raise ConfigError(f"{section}.{key} must be positive, not {cfg[section][key]}")
+    if cfg["sizing"]["periods_per_year"] < 0:
+        raise ConfigError("sizing.periods_per_year must not be negative (0: from the data)")
+    if not 0.0 <= cfg["strategy"]["cash_buffer"] < 0.5:
+        raise ConfigError("strategy.cash_buffer is a fraction of equity in [0, 0.5)")
     for key in ("stop_loss", "take_profit", "trailing_stop", "daily_loss_limit"):
         if cfg["risk"][key] >= 1:
             raise ConfigError(f"risk.{key} is a fraction (0.05 = 5%), not {cfg['risk'][key]}")

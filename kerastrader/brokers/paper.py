@@ -213,7 +213,8 @@ def run_paper(
 
 
 def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_start):
-    from kerastrader.backtest import _buy_and_hold, _write_predictions
+    from kerastrader.backtest import _write_predictions
+    from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
     from kerastrader.reports.writer import write_run_files
 
     analysis = strategy.analyzers.portfolio.get_analysis()
@@ -234,12 +235,13 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
     _write_predictions(out_dir / "predictions.csv", predictions)
     # Buy and hold over every bar the session saw, across restarts: the journal's bars.
     seen = journal.bars(symbol)
-    closes = seen[["close"]].copy()
+    closes = seen[["open", "close"]].copy()
     closes.index = closes.index.tz_localize(None) if closes.index.tz else closes.index
     first = int(closes.index.searchsorted(pd.Timestamp(trade_start)))
     last = len(closes) - 1
-    bench = _buy_and_hold({symbol: closes}, {symbol: closes.index[min(first, last)]},
-                          {symbol: last})  # fmt: skip
+    spec = BenchmarkSpec({symbol: 1.0}, "never", "price")  # IB pays dividends in the account
+    bench = benchmark_returns({symbol: closes}, spec, closes.index[min(first, last)],
+                              closes.index[last])  # fmt: skip
     return write_run_files(
         out_dir,
         returns=returns,

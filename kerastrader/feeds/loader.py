@@ -332,7 +332,13 @@ def _read_table(
     if "time" in raw:
         text = text + " " + raw["time"].astype("string").str.strip()
     dates = pd.DatetimeIndex(_parse_dates(text, date_format, source, lines))
-    if timezone != "UTC":
+    if (dates == dates.normalize()).all():
+        # Daily bars: every stamp is a date, and that date is the exchange's. Converting its
+        # midnight through the zone would date a Tokyo Monday on Sunday (UTC).
+        from kerastrader.feeds.sessions import zone
+
+        zone(timezone)  # still a clear error for an unknown zone
+    elif timezone != "UTC":
         try:
             dates = dates.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
         except Exception as exc:  # zoneinfo and pandas raise several kinds
@@ -352,6 +358,7 @@ def _bars(
     adjust: bool,
     missing: str,
     sha256: str,
+    timezone: str = "UTC",
 ) -> pd.DataFrame:
     """One instrument's rows -> validated bars."""
     index = pd.DatetimeIndex(raw["datetime"].to_numpy(), name="datetime")
@@ -384,6 +391,7 @@ def _bars(
     frame.attrs["source"] = source
     frame.attrs["sha256"] = sha256
     frame.attrs["notes"] = notes
+    frame.attrs["timezone"] = timezone
     return frame
 
 
@@ -433,7 +441,7 @@ def load_csv_symbols(
         timezone=timezone,
     )
     digest = file_sha256(path)
-    opts = {"adjust": adjust, "missing": missing, "sha256": digest}
+    opts = {"adjust": adjust, "missing": missing, "sha256": digest, "timezone": timezone}
     if "symbol" not in raw:
         return {default_symbol(path): _bars(raw, lines, str(path), **opts)}
     symbols = raw["symbol"].astype("string").str.strip()
@@ -470,7 +478,9 @@ def load_csv(
       (keys: date, time, open, high, low, close, adj_close, volume, symbol).
     - ``names``: the file's columns in order, replacing its header line (for a header that
       does not match its rows).
-    - ``timezone``: the zone of the file's timestamps; bars are kept in UTC.
+    - ``timezone``: the exchange's zone. Intraday timestamps are local times there and are
+      converted to naive UTC; a daily file's dates are exchange dates and stay as they are
+      (naive midnight). ``attrs["timezone"]`` records it.
     - ``adjust`` multiplies Open, High, Low and Close by ``Adj Close / Close`` (volume is left
       as traded). ``missing``: ``"error"`` (default), ``"interpolate"`` (linear, interior gaps
       only) or ``"drop"`` (the row), with the count logged.

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "sqlite:///kerastrader-bars.sqlite"
 TABLE = "bars"
 _TOLERANCE = 1e-9  # relative: a float that went through text and back is the same bar
+# What total return needs besides OHLCV (see feeds/actions.py), stored when the bars have it,
+# NULL otherwise, so that a store-fed run gives the CSV run's numbers.
+EXTRA = ("adj_close", "dividends", "splits")
 
 
 def _table(metadata: sa.MetaData) -> sa.Table:
@@ -37,10 +40,15 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("low", sa.Float(53), nullable=False),
         sa.Column("close", sa.Float(53), nullable=False),
         sa.Column("volume", sa.Float(53), nullable=False),
+        *(sa.Column(c, sa.Float(53), nullable=True) for c in EXTRA),
         # The database refuses what validation refuses, so no path around it stores bad bars.
         sa.CheckConstraint("low > 0 AND open > 0 AND close > 0", name="positive_prices"),
         sa.CheckConstraint("high >= low", name="high_not_below_low"),
     )
+
+
+def _null(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,20 @@ class BarStore:
         self.table = _table(self.metadata)
         try:
             self.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except sa.exc.OperationalError as exc:
             raise KerastraderError(f"store {self.name}: cannot open ({exc.orig})") from None
+
+    def _add_missing_columns(self) -> None:
+        """A store made before the corporate-action columns existed gets them (NULL)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(TABLE)}
+        missing = [c for c in EXTRA if c not in have]
+        if not missing:
+            return
+        with self.engine.begin() as conn:
+            for col in missing:
+                conn.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN {col} DOUBLE PRECISION"))
+        log.info("%s: added column(s) %s", self.name, ", ".join(missing))
 
     def ingest(
         self,
@@ -87,6 +107,7 @@ class BarStore:
             {c: bars[c].to_numpy(dtype=np.float64) for c in CANONICAL},
             index=pd.DatetimeIndex(bars.index),
         )
+        extra = {c: bars[c].to_numpy(dtype=np.float64) for c in EXTRA if c in bars}
         if frame.index.tz is not None:
             frame.index = frame.index.tz_convert("UTC").tz_localize(None)
         t = self.table
@@ -109,8 +130,14 @@ class BarStore:
                     "overwrite them",
                 )
             if len(new):
+                rows = self._records(new, symbol, timeframe)
+                positions = frame.index.get_indexer(new.index)
+                for c in EXTRA:
+                    values = extra[c][positions].tolist() if c in extra else [None] * len(new)
+                    for row, v in zip(rows, values, strict=True):
+                        row[c] = None if v is None else _null(v)
                 try:
-                    conn.execute(t.insert(), self._records(new, symbol, timeframe))
+                    conn.execute(t.insert(), rows)
                 except sa.exc.IntegrityError as exc:
                     raise DataError(
                         source, f"the store refused the bars ({exc.orig}); nothing was written"
@@ -127,6 +154,20 @@ class BarStore:
                         for r in self._records(changed, symbol, timeframe)
                     ],
                 )
+            if extra and len(known):  # corporate actions for bars stored without them
+                positions = frame.index.get_indexer(known.index)
+                conn.execute(
+                    t.update()
+                    .where(t.c.symbol == sa.bindparam("b_symbol"))
+                    .where(t.c.timeframe == sa.bindparam("b_timeframe"))
+                    .where(t.c.ts == sa.bindparam("b_ts"))
+                    .values({c: sa.bindparam(f"b_{c}") for c in extra}),
+                    [
+                        {"b_symbol": symbol, "b_timeframe": timeframe, "b_ts": ts,
+                         **{f"b_{c}": _null(extra[c][p]) for c in extra}}
+                        for ts, p in zip(known.index.to_pydatetime(), positions, strict=True)
+                    ],
+                )  # fmt: skip
         result = IngestResult(len(new), int((~differs).sum()), len(changed))
         log.info(
             "%s: %s %s: %d new, %d unchanged, %d replaced",
@@ -177,7 +218,8 @@ class BarStore:
     ) -> pd.DataFrame:
         """Bars of one symbol and timeframe, oldest first, in the loaders' layout."""
         t = self.table
-        query = sa.select(t.c.ts, *(t.c[c] for c in CANONICAL)).where(
+        columns = (*CANONICAL, *EXTRA)
+        query = sa.select(t.c.ts, *(t.c[c] for c in columns)).where(
             t.c.symbol == symbol, t.c.timeframe == timeframe
         )
         if start:
@@ -189,12 +231,17 @@ class BarStore:
         source = f"{self.name} {symbol} {timeframe}"
         if not rows:
             raise DataError(source, "no bars stored for this symbol, timeframe and period")
-        frame = pd.DataFrame(rows, columns=["datetime", *CANONICAL])
+        frame = pd.DataFrame(rows, columns=["datetime", *columns])
         bars = (
             frame.set_index(pd.DatetimeIndex(frame["datetime"], name="datetime"))
             .drop(columns="datetime")
             .astype(float)
         )
+        # A corporate-action column is part of the bars only when it was stored for them.
+        bars = bars.drop(columns=[c for c in EXTRA if bars[c].isna().all()])
+        for c in ("dividends", "splits"):
+            if c in bars:
+                bars[c] = bars[c].fillna(0.0)
         bars.attrs.update(source=source, notes=[])
         return bars
 

@@ -14,6 +14,11 @@ bars of live backfill. We therefore define them over a fixed trailing window of
 ``memory x period`` bars (Wilder/EMA weights decay as (1 - 1/period)^k, so with the default
 memory of 10 the truncated tail weighs under 0.1% for RSI(14)). A value at t then depends on
 exactly the bars t-M+1..t, whatever came before, and both paths give the same numbers.
+
+Bars that carry ``dividend`` and ``split`` columns (or lines) are first turned into the causal
+total-return series of :func:`kerastrader.feeds.actions.total_return_prices`, so an
+ex-dividend day is not a down bar; every feature is a ratio of prices (or a volume z-score),
+so the series' starting point cancels and both paths still agree.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 import talib
 
 from kerastrader.errors import ConfigError
+from kerastrader.feeds.actions import ACTION_COLUMNS, total_return_prices
 
 Bars = Mapping[str, np.ndarray]
 
@@ -176,8 +182,15 @@ def parse_feature(name: str, memory: int) -> Feature:
 
 
 def as_arrays(bars: pd.DataFrame | Bars, columns: Sequence[str] = COLUMNS) -> dict[str, np.ndarray]:
-    """OHLCV columns as contiguous float64 arrays (TA-Lib requires float64)."""
-    return {c: np.ascontiguousarray(bars[c], dtype=np.float64) for c in columns}
+    """OHLCV columns as contiguous float64 arrays (TA-Lib requires float64), total-return
+    adjusted when the bars carry dividends or splits."""
+    actions = [c for c in ACTION_COLUMNS if c in bars]
+    if not actions:
+        return {c: np.ascontiguousarray(bars[c], dtype=np.float64) for c in columns}
+    wanted = {*columns, "close", *actions}
+    raw = {c: np.asarray(bars[c], dtype=np.float64) for c in wanted}
+    adjusted = total_return_prices(raw)
+    return {c: np.ascontiguousarray(adjusted[c], dtype=np.float64) for c in columns}
 
 
 class FeatureSet:
@@ -195,7 +208,9 @@ class FeatureSet:
         self.features = [parse_feature(n, self.memory) for n in self.names]
         self.lookback = max(f.lookback for f in self.features)
         used = {c for f in self.features for c in f.spec.columns}
-        self.columns = tuple(c for c in COLUMNS if c in used)  # what the bar-by-bar path reads
+        self.columns = tuple(c for c in COLUMNS if c in used)  # what the features read
+        # What a feed is asked for: the close and corporate actions too, for total returns.
+        self.inputs = tuple(dict.fromkeys((*self.columns, "close", *ACTION_COLUMNS)))
 
     def __len__(self) -> int:
         return len(self.features)
@@ -213,7 +228,8 @@ class FeatureSet:
 
     def compute_last(self, bars: Bars) -> np.ndarray:
         """Bar-by-bar path: the feature row of the last bar, from the trailing look-back."""
-        arrays = {c: np.asarray(bars[c], dtype=np.float64)[-self.lookback :] for c in self.columns}
+        recent = {c: np.asarray(bars[c])[-self.lookback :] for c in self.inputs if c in bars}
+        arrays = as_arrays(recent, self.columns)
         if len(next(iter(arrays.values()))) < self.lookback:
             return np.full(len(self.features), np.nan)
         return np.array([f.compute_last(arrays) for f in self.features])

@@ -59,6 +59,7 @@ class DataPredictor:
         self._fold = -1
         self._ring = np.empty(0, dtype=np.float32)
         self._ring_bar = -1  # len(data) when the ring's last row was computed
+        self._inputs: dict[int, list[str]] = {}  # id(feature set) -> lines read
 
     @property
     def warmup(self) -> int:
@@ -91,7 +92,7 @@ class DataPredictor:
         lo = max(0, start - (features.lookback - 1) - (art.window - 1))
         bars = {
             c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
-            for c in features.columns
+            for c in self.inputs(features)
         }
         feats = features.compute(bars)
         ends = window_ends(~np.isnan(feats).any(axis=1), art.window)
@@ -102,6 +103,15 @@ class DataPredictor:
         predictor = art.batch_predictor
         outputs = predictor.outputs(x)
         return ends + lo, predictor.score(outputs), outputs
+
+    def inputs(self, features) -> list[str]:
+        """The lines the features read from this feed: OHLCV, and the dividend and split lines
+        when the feed has them (total-return features; a plain feed gives price features)."""
+        key = id(features)
+        if key not in self._inputs:
+            aliases = set(self.data.lines.getlinealiases())
+            self._inputs[key] = [c for c in features.inputs if c in aliases]
+        return self._inputs[key]
 
     # -- bar-by-bar pass -------------------------------------------------------------------
     def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
@@ -125,13 +135,13 @@ class DataPredictor:
         if bar < size:
             return None
         if self._ring_bar == bar - 1:
-            row = features.compute_last(self._recent(features.columns, features.lookback))
+            row = features.compute_last(self._recent(self.inputs(features), features.lookback))
             self._ring[:-1] = self._ring[1:]
             self._ring[-1] = scaler.transform(row)
         elif self._ring_bar != bar:
             # First bar after warm-up, a fold switch or a gap: the last W rows from the
             # full-history path.
-            feats = features.compute(self._recent(features.columns, size))
+            feats = features.compute(self._recent(self.inputs(features), size))
             self._ring[:] = scaler.transform(feats[-art.window :])
         self._ring_bar = bar
         if np.isnan(self._ring).any():

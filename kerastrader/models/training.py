@@ -13,7 +13,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from kerastrader.config import Config
 from kerastrader.errors import ConfigError
+from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.artifact import Artifact, library_versions
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
@@ -47,12 +48,30 @@ class Dataset:
         return (self.dates[idx[0]].date().isoformat(), self.dates[idx[-1]].date().isoformat())
 
 
-def _boundary(dates: pd.DatetimeIndex, text: Any, key: str) -> int:
-    """Row number of the last bar on or before the date ``text``."""
+def _date_only(text: Any) -> bool:
+    """``"2008-12-31"`` (or a ``datetime.date``), as opposed to a date with a time."""
+    if isinstance(text, str):
+        try:
+            date.fromisoformat(text.strip())
+        except ValueError:
+            return False
+        return True
+    return isinstance(text, date) and not isinstance(text, datetime)
+
+
+def _boundary(
+    dates: pd.DatetimeIndex, text: Any, key: str, days: pd.DatetimeIndex | None = None
+) -> int:
+    """Row number of the last bar on or before ``text``. A date includes every bar of that
+    trading day (``days``: each bar's exchange trading date, by default its UTC date), so an
+    inclusive ``train_end`` keeps the day's intraday bars; a date and time is that instant."""
     try:
         when = pd.Timestamp(text)
     except ValueError:
         raise ConfigError(f"split.{key} = {text!r}: not a date (YYYY-MM-DD)") from None
+    if _date_only(text):
+        trading = days if days is not None else dates.normalize()
+        return int(trading.searchsorted(when.normalize(), side="right")) - 1
     return int(dates.searchsorted(when, side="right")) - 1
 
 
@@ -63,6 +82,7 @@ def split_dataset(
     split: dict[str, Any],
     horizon: int = 1,
     head: Head | None = None,
+    clock: ExchangeClock | None = None,
 ) -> Dataset:
     """Compute features and labels and assign every labelled window to one split.
 
@@ -71,6 +91,7 @@ def split_dataset(
     """
     head = head or Head("direction", horizon)
     dates = pd.DatetimeIndex(bars.index)
+    days = (clock or ExchangeClock()).trading_days(dates)  # what a boundary date includes
     features = feature_set.compute(bars)
     labels = head.labels(bars["close"].to_numpy())
     ends = window_ends(~np.isnan(features).any(axis=1), window)
@@ -83,8 +104,8 @@ def split_dataset(
     if split["train_end"]:
         if not split["validation_end"]:
             raise ConfigError("split.validation_end is required when split.train_end is set")
-        last_train = _boundary(dates, split["train_end"], "train_end")
-        last_val = _boundary(dates, split["validation_end"], "validation_end")
+        last_train = _boundary(dates, split["train_end"], "train_end", days)
+        last_val = _boundary(dates, split["validation_end"], "validation_end", days)
         if pd.Timestamp(split["validation_end"]) <= pd.Timestamp(split["train_end"]):
             raise ConfigError("split: validation_end must come after train_end")
     else:
@@ -100,7 +121,9 @@ def split_dataset(
     first_train = 0
     if split.get("train_start"):
         first_train = int(dates.searchsorted(pd.Timestamp(split["train_start"]), side="left"))
-    last_test = _boundary(dates, split["test_end"], "test_end") if split.get("test_end") else None
+    last_test = (
+        _boundary(dates, split["test_end"], "test_end", days) if split.get("test_end") else None
+    )
     gap = horizon + int(split.get("embargo", 0))
     test = ends[ends > last_val]
     if last_test is not None:
@@ -205,8 +228,9 @@ def _prepare(
 ) -> _Prepared:
     feature_set = FeatureSet(names, memory=cfg["features"]["memory"])
     window = int(cfg["model"]["window"])
+    clock = ExchangeClock.from_config(cfg["data"])
     datasets = {
-        sym: split_dataset(b, feature_set, window, cfg["split"], head.horizon, head)
+        sym: split_dataset(b, feature_set, window, cfg["split"], head.horizon, head, clock=clock)
         for sym, b in universe.items()
     }
     scaler = FittedScaler.fit(
@@ -249,8 +273,9 @@ def _select(
     feature_set = FeatureSet(names, memory=cfg["features"]["memory"])
     window = int(cfg["model"]["window"])
     xs, ys, when = [], [], []
+    clock = ExchangeClock.from_config(cfg["data"])
     for b in universe.values():
-        d = split_dataset(b, feature_set, window, cfg["split"], head.horizon, head)
+        d = split_dataset(b, feature_set, window, cfg["split"], head.horizon, head, clock=clock)
         idx = d.ends["train"]
         xs.append(d.features[idx])
         ys.append(d.labels[idx])

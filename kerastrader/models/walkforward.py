@@ -152,9 +152,11 @@ def walk_forward(
             fold_cfg = copy.deepcopy(cfg)
             fold_cfg["split"].update(
                 train_start=stamp(dates[first_train]) if first_train else "",
-                train_end=stamp(dates[last_train]),
-                validation_end=stamp(dates[last_val]),
-                test_end=stamp(dates[e]),
+                # Exact bar times: a date alone would mean the whole trading day (an
+                # intraday bar at 00:00 UTC stamps as a date).
+                train_end=dates[last_train].isoformat(),
+                validation_end=dates[last_val].isoformat(),
+                test_end=dates[e].isoformat(),
             )
             log.info(
                 "fold %d/%d: train %s .. %s, validate .. %s, predict %s .. %s",

@@ -3,7 +3,9 @@
 Not ``bt.analyzers.PyFolio``: that keeps only the last feed's position column and its output
 breaks pyfolio's full tear sheet when there are no trades. Every index here is UTC, as
 pyfolio requires; daily bars are dated at 00:00 UTC whatever time of day the feed stamped
-them with (a CSV feed stamps daily bars with its session end, 23:59:59.999989).
+them with (a CSV feed stamps daily bars with its session end, 23:59:59.999989). Intraday bars
+are grouped into the exchange's trading days (the ``clock``, an
+:class:`~kerastrader.feeds.sessions.ExchangeClock`), each labelled 00:00 UTC of its date.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 import pandas as pd
+
+from kerastrader.feeds.sessions import ExchangeClock
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,10 @@ class PortfolioAnalyzer(bt.Analyzer):
     ``start``: dropping one would make the transactions disagree with the money.
     """
 
-    params = (("start", None),)
+    params = (
+        ("start", None),
+        ("clock", None),  # ExchangeClock: what a day of intraday bars is; None: the UTC date
+    )
 
     def start(self) -> None:
         self._names = [self._name_of(d) for d in self.strategy.datas]
@@ -131,8 +138,9 @@ class PortfolioAnalyzer(bt.Analyzer):
         if self._daily and not daily:
             log.warning("feeds say daily but several bars share a date: keeping the times")
         stamps, values_, rows = self._dates, self._values, self._rows
-        if not self._daily:  # intraday bars: the portfolio at each day's last bar
-            last = pd.Series(range(len(bars)), index=bars.normalize()).groupby(level=0).last()
+        if not self._daily:  # intraday bars: the portfolio at each trading day's last bar
+            days = (self.p.clock or ExchangeClock()).trading_days(bars, daily=False)
+            last = pd.Series(range(len(bars)), index=days).groupby(level=0).last()
             stamps = list(last.index.to_pydatetime())
             values_ = [self._values[i] for i in last]
             rows = [self._rows[i] for i in last]

@@ -228,6 +228,51 @@ class CostBroker(bt.brokers.BackBroker):
     def __init__(self) -> None:
         super().__init__()
         self._bar_range = 0.0  # high - low of the data of the order being tried
+        self._actions_seen: dict[int, float] = {}  # id(data) -> datetime of the bar applied
+        self.dividends: list[tuple[float, str, float, float]] = []  # (when, name, shares, cash)
+        self.splits: list[tuple[float, str, float]] = []  # (when, name, ratio)
+
+    def next(self) -> None:
+        """Pay dividends and apply splits of the new bar before its orders fill.
+
+        The holder of record is whoever held at the previous close, i.e. the position before
+        this bar's fills: a long is credited ``shares x dividend`` on the ex-date, a short is
+        debited it (the lender is owed the dividend). A split multiplies the shares and divides
+        their cost price, leaving value and cash unchanged; a whole-share holding receives
+        cash for a fractional remainder, as brokers pay it. Orders already working keep their
+        prices (a real broker adjusts or cancels them; none of ours works across a split
+        unless it is a bracket child).
+        """
+        for data, pos in self.positions.items():
+            lines = data.lines.getlinealiases()
+            if "dividend" not in lines or not len(data):
+                continue
+            when = data.datetime[0]
+            if self._actions_seen.get(id(data)) == when:
+                continue  # this feed has no new bar in this step (another feed's bar)
+            self._actions_seen[id(data)] = when
+            if not pos.size:
+                continue
+            ratio = float(data.split[0])
+            if ratio > 0 and ratio != 1.0:
+                self._split(data, pos, ratio)
+            dividend = float(data.dividend[0])
+            if dividend:
+                cash = pos.size * dividend
+                self.cash += cash
+                self.dividends.append((when, data._name, pos.size, cash))
+        super().next()
+
+    def _split(self, data, pos, ratio: float) -> None:
+        shares = pos.size * ratio
+        whole = float(int(shares))
+        if whole != shares and float(pos.size).is_integer():
+            # A whole-share holding: cash in lieu of the fractional share, at the open.
+            self.cash += (shares - whole) * float(data.open[0])
+            shares = whole
+        pos.price = pos.price * pos.size / shares if shares else 0.0
+        pos.size = shares
+        self.splits.append((data.datetime[0], data._name, ratio))
 
     def _try_exec(self, order: bt.Order) -> None:
         data = order.data

@@ -40,6 +40,7 @@ class ModelStrategy(bt.Strategy):
         ("trade_start", None),  # date or datetime: the first bar on which orders may be sent
         ("backend", "onnx"),
         ("round_trip", 0.0),  # round-trip cost as a fraction of value (the cost filter)
+        ("clock", None),  # ExchangeClock: the trading day of intraday bars; None: the UTC date
     )
 
     def __init__(self) -> None:
@@ -142,10 +143,16 @@ class ModelStrategy(bt.Strategy):
             return data.datetime.datetime(0) < when
         return data.datetime.date(0) < when
 
+    def _today(self) -> dt.date:
+        """The exchange's trading date of the current bar (daily bars: their own date)."""
+        if self.p.clock is None or self.data._timeframe >= bt.TimeFrame.Days:
+            return self.data.datetime.date(0)
+        return self.p.clock.trading_day(self.data.datetime.datetime(0))
+
     # -- the daily loss limit --------------------------------------------------------------
     def _check_daily_loss(self, value: float) -> bool:
         """True while trading is halted for the day (the limit was hit today)."""
-        today = self.data.datetime.date(0)
+        today = self._today()
         if today != self._day:
             self._day = today
             self._day_start_value = value if math.isnan(self._last_value) else self._last_value
@@ -243,7 +250,7 @@ class ModelStrategy(bt.Strategy):
             return
         if self._before_start(self.data):
             return
-        today = self.data.datetime.date(0)
+        today = self._today()
         rebalance = alloc.is_rebalance_bar(self.last_rebalance, today, self.pf["rebalance"])
         preds = np.array([self.prediction_of(i) for i in range(self.n)])
         independent = self.pf["allocation"] == "independent"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 PERIODS_PER_YEAR = 252
 
@@ -108,6 +109,32 @@ def shares_for(weight: float, equity: float, price: float, fractional: bool) -> 
     if fractional:
         return float(raw)
     return float(math.trunc(raw))
+
+
+def expected_move(prob: float, center: float, closes: np.ndarray, horizon: int) -> float:
+    """A classifier's probability as an expected return over ``horizon`` bars, the unit a
+    round-trip cost is in: ``2 (p - center) x mean |Close[t] / Close[t-h] - 1|`` over the
+    recent ``closes``. A move up with probability p and down with 1 - p, each of the typical
+    size m, is worth ``(2p - 1) m``; NaN when there is not enough history."""
+    closes = np.asarray(closes, dtype=float)
+    if prob is None or math.isnan(prob) or len(closes) <= horizon:
+        return math.nan
+    moves = np.abs(closes[horizon:] / closes[:-horizon] - 1.0)
+    moves = moves[np.isfinite(moves)]
+    if len(moves) == 0:
+        return math.nan
+    return float(2.0 * (prob - center) * moves.mean())
+
+
+def bars_per_year(index: pd.DatetimeIndex, days_per_year: int = PERIODS_PER_YEAR) -> int:
+    """Bars in a year of this data, to annualise a per-bar volatility: ``days_per_year`` for
+    daily bars, that times the median number of bars in a day for intraday bars (13 half-hour
+    bars a New York session make 3,276)."""
+    index = pd.DatetimeIndex(index)
+    if len(index) < 2 or (index == index.normalize()).all():
+        return days_per_year
+    per_day = pd.Series(1, index=index).groupby(index.normalize()).size()
+    return int(days_per_year * float(per_day.median()))
 
 
 def covers_costs(predicted_return: float, round_trip: float) -> bool:

@@ -1,0 +1,1 @@
+"""What a run is made of besides Cerebro: the benchmark it is measured against."""
