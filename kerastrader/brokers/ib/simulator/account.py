@@ -1,0 +1,172 @@
+"""The simulated account: cash, positions, average costs, and the messages that report them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from kerastrader.brokers.ib.simulator.layouts import CONTRACT_FIELDS, UNSET_FLOAT, to_int
+from kerastrader.brokers.ib.wire import Out
+
+if TYPE_CHECKING:
+    from kerastrader.brokers.ib.simulator.gateway import Connection, SimulatedGateway
+
+
+class Ledger:
+    """Cash and positions of the one account the gateway serves (``gateway.account``).
+
+    ``positions``: symbol -> signed shares; ``avg_cost``: symbol -> average cost per share,
+    commissions included, as IB reports it; ``realized``: symbol -> realized P&L so far.
+    Written on the gateway's loop under ``gateway.lock``; read by snapshots from any thread.
+    """
+
+    def __init__(self, gateway: SimulatedGateway, cash: float) -> None:
+        self.gw = gateway
+        self.cash = float(cash)
+        self.positions: dict[str, float] = {}
+        self.avg_cost: dict[str, float] = {}
+        self.realized: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def book(self, symbol: str, qty: float, price: float, commission: float) -> float:
+        """Update cash, position and average cost (commission included, as IB reports it).
+
+        Returns the realized P&L of the part that closed a position (net of this execution's
+        commission), or IB's unset double when nothing was closed.
+        """
+        with self.gw.lock:
+            self.cash -= qty * price + commission
+            pos = self.positions.get(symbol, 0.0)
+            avg = self.avg_cost.get(symbol, 0.0)
+            realized = UNSET_FLOAT
+            if pos == 0 or (pos > 0) == (qty > 0):  # opening or adding
+                new = pos + qty
+                avg = (avg * abs(pos) + abs(qty) * price + commission) / abs(new)
+            else:
+                closed = min(abs(qty), abs(pos))
+                realized = closed * (price - avg) * (1 if pos > 0 else -1) - commission
+                new = pos + qty
+                if abs(new) < 1e-9:
+                    new, avg = 0.0, 0.0
+                elif (new > 0) != (pos > 0):  # flipped: the rest opens at this price
+                    avg = price
+                self.realized[symbol] = self.realized.get(symbol, 0.0) + realized
+            self.positions[symbol] = new
+            self.avg_cost[symbol] = avg
+            return realized
+
+    def net_liquidation(self) -> float:
+        value = self.cash
+        for sym, qty in self.positions.items():
+            if qty:
+                value += qty * (self.gw.market.last_close(sym) or self.avg_cost.get(sym, 0.0))
+        return value
+
+    def values(self) -> list[tuple[str, float]]:
+        """The account values IB reports (key, amount in the account's currency)."""
+        last_close = self.gw.market.last_close
+        with self.gw.lock:
+            net = self.net_liquidation()
+            gross = sum(abs(q) * (last_close(s) or 0.0) for s, q in self.positions.items())
+            cash = self.cash
+        return [
+            ("NetLiquidation", net),
+            ("TotalCashValue", cash),
+            ("CashBalance", cash),
+            ("AvailableFunds", net),
+            ("BuyingPower", net),
+            ("EquityWithLoanValue", net),
+            ("GrossPositionValue", gross),
+        ]
+
+    # ------------------------------------------------------------------ messages
+
+    def position_fields(self, symbol: str) -> list[Any]:
+        contract = self.gw.market.contract(symbol)
+        return [
+            Out.POSITION_DATA, 3, self.gw.account,
+            *[contract[k] for k in CONTRACT_FIELDS if k != "primaryExchange"],
+            self.positions.get(symbol, 0.0), self.avg_cost.get(symbol, 0.0),
+        ]  # fmt: skip
+
+    def portfolio_fields(self, symbol: str) -> list[Any]:
+        contract = self.gw.market.contract(symbol)
+        qty = self.positions.get(symbol, 0.0)
+        avg = self.avg_cost.get(symbol, 0.0)
+        price = self.gw.market.last_close(symbol) or avg
+        return [
+            Out.PORTFOLIO_VALUE, 8,
+            *[contract[k] for k in CONTRACT_FIELDS if k not in ("exchange",)],
+            qty, price, qty * price, avg, qty * (price - avg), self.realized.get(symbol, 0.0),
+            self.gw.account,
+        ]  # fmt: skip
+
+    def send_account(self, conn: Connection, symbols: list[str]) -> None:
+        gw = self.gw
+        for key, value in self.values():
+            gw.send(conn, Out.ACCT_VALUE, 2, key, round(value, 2), gw.currency, gw.account)
+        for sym in symbols:
+            gw.send(conn, *self.portfolio_fields(sym))
+        stamp = dt.datetime.fromtimestamp(gw.market.now(), dt.UTC)
+        gw.send(conn, Out.ACCT_UPDATE_TIME, 1, stamp.strftime("%H:%M"))
+
+    def send_account_multi(self, conn: Connection, req_id: int, account: str, end: bool) -> None:
+        gw = self.gw
+        for key, value in self.values():
+            gw.send(
+                conn, Out.ACCOUNT_UPDATE_MULTI, 1, req_id, account, "", key, round(value, 2),
+                gw.currency,
+            )  # fmt: skip
+        if end:
+            gw.send(conn, Out.ACCOUNT_UPDATE_MULTI_END, 1, req_id)
+
+    def push(self, symbols: set[str]) -> None:
+        """After fills: position and account updates to the clients that subscribed."""
+        for conn in self.gw.ready_conns():
+            if conn.positions_sub:
+                for sym in sorted(symbols):
+                    self.gw.send(conn, *self.position_fields(sym))
+            if conn.account_sub:
+                self.send_account(conn, sorted(symbols))
+            for req_id, account in conn.account_multi.items():
+                self.send_account_multi(conn, req_id, account, end=False)
+
+    # ------------------------------------------------------------------ requests
+
+    def on_req_positions(self, conn: Connection, fields: list[str]) -> None:
+        conn.positions_sub = True
+        for sym, qty in list(self.positions.items()):
+            if qty:
+                self.gw.send(conn, *self.position_fields(sym))
+        self.gw.send(conn, Out.POSITION_END, 1)
+
+    def on_cancel_positions(self, conn: Connection, fields: list[str]) -> None:
+        conn.positions_sub = False
+
+    def on_req_account_updates(self, conn: Connection, fields: list[str]) -> None:
+        subscribe = fields[2] not in ("", "0")
+        conn.account_sub = subscribe
+        if not subscribe:
+            return
+        self.send_account(conn, [s for s, q in self.positions.items() if q])
+        self.gw.send(conn, Out.ACCT_DOWNLOAD_END, 1, self.gw.account)
+
+    def on_req_account_updates_multi(self, conn: Connection, fields: list[str]) -> None:
+        req_id, account = to_int(fields[2]), fields[3] or self.gw.account
+        conn.account_multi[req_id] = account
+        self.send_account_multi(conn, req_id, account, end=True)
+
+    def on_cancel_account_updates_multi(self, conn: Connection, fields: list[str]) -> None:
+        conn.account_multi.pop(to_int(fields[2]), None)
+
+    def on_req_account_summary(self, conn: Connection, fields: list[str]) -> None:
+        req_id, tags = to_int(fields[2]), fields[4]
+        wanted = {t.strip() for t in tags.split(",") if t.strip()}
+        for key, value in self.values():
+            if not wanted or key in wanted or "All" in wanted:
+                self.gw.send(
+                    conn, Out.ACCOUNT_SUMMARY, 1, req_id, self.gw.account, key, round(value, 2),
+                    self.gw.currency,
+                )  # fmt: skip
+        self.gw.send(conn, Out.ACCOUNT_SUMMARY_END, 1, req_id)
