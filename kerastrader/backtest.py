@@ -123,8 +123,11 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
     d = cfg["data"]
     universe, path_text, digest = _read_universe(d)
     notes: list[str] = []
+    look_ahead: list[str] = []  # data repairs that read later bars (data.missing = interpolate)
     for sym, bars in list(universe.items()):
         notes += [f"{sym}: {n}" if len(universe) > 1 else n for n in bars.attrs.get("notes", [])]
+        if bars.attrs.get("look_ahead"):
+            look_ahead.append(f"{sym}: {bars.attrs['look_ahead']}")
         if d["session_start"] or d["session_end"]:
             from kerastrader.feeds.resample import filter_session
 
@@ -157,6 +160,7 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
         "missing": d["missing"],
         "date_format": d["date_format"],
         "notes": notes,
+        "look_ahead": "; ".join(look_ahead) or None,
     }
     return universe, info
 
@@ -427,6 +431,7 @@ def run_experiment(
             "runonce": cfg["backtest"]["runonce"],
             "figures": cfg["report"]["figures"],
             "in_sample": in_sample,
+            "look_ahead": data_info.get("look_ahead"),
             "risk_events": [
                 {"time": t, "symbol": sym, "event": what} for t, sym, what in strategy.events
             ],

@@ -32,7 +32,7 @@ YAHOO = {
 }
 REQUIRED = ("Date", "Open", "High", "Low", "Close", "Volume")
 DATE_FORMATS = {"iso": "ISO8601", "dayfirst": None}
-MISSING_POLICIES = ("error", "interpolate", "drop")
+MISSING_POLICIES = ("error", "ffill", "interpolate", "drop")
 _NA_TEXT = {"", "nan", "NaN", "NAN", "null", "NULL", "None", "NA", "N/A", "#N/A", "-"}
 
 
@@ -382,9 +382,15 @@ def _bars(
     frame = pd.DataFrame(values, index=index)[numeric]
     any_gap = np.logical_or.reduce([gaps[c] for c in numeric])
     notes: list[str] = []
+    look_ahead = ""
     if any_gap.any():
         frame, lines, note = _handle_missing(frame, gaps, any_gap, missing, source, lines)
         notes.append(note)
+        if missing == "interpolate":  # a filled cell reads the next real bar: look-ahead
+            cells = int(sum(gaps[c].sum() for c in numeric))
+            look_ahead = (
+                f"interpolated {cells} cell(s) from later bars (data.missing = interpolate)"
+            )
     validate_bars(frame, source, lines)
     if adjust:
         adjust_prices(frame)
@@ -392,6 +398,8 @@ def _bars(
     frame.attrs["sha256"] = sha256
     frame.attrs["notes"] = notes
     frame.attrs["timezone"] = timezone
+    if look_ahead:
+        frame.attrs["look_ahead"] = look_ahead
     return frame
 
 
@@ -482,8 +490,11 @@ def load_csv(
       converted to naive UTC; a daily file's dates are exchange dates and stay as they are
       (naive midnight). ``attrs["timezone"]`` records it.
     - ``adjust`` multiplies Open, High, Low and Close by ``Adj Close / Close`` (volume is left
-      as traded). ``missing``: ``"error"`` (default), ``"interpolate"`` (linear, interior gaps
-      only) or ``"drop"`` (the row), with the count logged.
+      as traded). ``missing``: ``"error"`` (default); ``"ffill"`` (causal: a bar with a
+      missing price becomes a flat bar at the previous close, volume 0; a missing volume
+      alone becomes 0); ``"interpolate"`` (linear between the neighbours, interior gaps
+      only: it reads later bars, so ``attrs["look_ahead"]`` says so and a backtest is flagged);
+      ``"drop"`` (the row). The count is logged.
     - ``symbol`` picks one instrument from a long-format file.
     """
     loaded = load_csv_symbols(
@@ -524,7 +535,8 @@ def _handle_missing(
         col = next(c for c in frame.columns if gaps[c][i])
         raise DataError(
             source,
-            f"{col} is empty or NaN (set data.missing to 'interpolate' or 'drop' to allow it)",
+            f"{col} is empty or NaN (set data.missing to 'ffill', 'drop' or 'interpolate' "
+            "to allow it)",
             int(lines[i]),
         )
     if policy == "drop":
@@ -534,6 +546,8 @@ def _handle_missing(
         )
         keep = ~any_gap
         return frame[keep].copy(), lines[keep], f"dropped {n} row(s) with empty or NaN cells"
+    if policy == "ffill":
+        return _forward_fill(frame, gaps, source, lines)
     cells = int(sum(g.sum() for g in gaps.values()))
     for col in frame.columns:
         frame.loc[gaps[col], col] = np.nan
@@ -554,3 +568,34 @@ def _handle_missing(
         cells,
     )
     return filled, lines, f"filled {cells} empty or NaN cell(s) by linear interpolation"
+
+
+def _forward_fill(
+    frame: pd.DataFrame, gaps: dict[str, np.ndarray], source: str, lines: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """The causal repair: a bar missing any price is a flat bar at the last close (open, high,
+    low and close all that close, adj close carried, volume 0); a bar missing only its volume
+    gets volume 0. Each repaired value depends only on earlier bars."""
+    prices = [c for c in frame.columns if c in ("open", "high", "low", "close", "adj_close")]
+    flat = np.logical_or.reduce([gaps[c] for c in prices])
+    if flat[0]:
+        col = next(c for c in prices if gaps[c][0])
+        raise DataError(
+            source,
+            f"{col} is empty or NaN on the first bar, where there is no earlier close to carry",
+            int(lines[0]),
+        )
+    out = frame.copy()
+    last_close = out["close"].where(~flat).ffill()
+    for col in ("open", "high", "low", "close"):
+        out.loc[flat, col] = last_close[flat]
+    if "adj_close" in out:
+        out.loc[flat, "adj_close"] = out["adj_close"].where(~flat).ffill()[flat]
+    zero_volume = flat | gaps.get("volume", np.zeros(len(out), dtype=bool))
+    out.loc[zero_volume, "volume"] = 0.0
+    n_flat, n_volume = int(flat.sum()), int((zero_volume & ~flat).sum())
+    note = f"carried the last close into {n_flat} bar(s) with a missing price (volume 0)"
+    if n_volume:
+        note += f", set {n_volume} missing volume(s) to 0"
+    log.warning("%s: %s (data.missing = ffill)", source, note)
+    return out, lines, note

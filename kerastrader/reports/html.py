@@ -147,6 +147,11 @@ def render(page: Page) -> str:
         if run.get("in_sample")
         else "out-of-sample backtest"
     )
+    if run.get("look_ahead"):  # a data repair that read later bars (data.missing = interpolate)
+        period += (
+            " &middot; <span class='warn'><b>LOOK-AHEAD: "
+            f"{html.escape(str(run['look_ahead']))}</b></span>"
+        )
     nav = "".join(f"<a href='#{k}'>{html.escape(t)}</a>" for k, t in SECTIONS)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
