@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import rankdata
 
 from kerastrader.errors import ConfigError
 from kerastrader.models.features import FeatureSet
@@ -47,8 +48,19 @@ def test_metadata_records_what_a_reviewer_needs(trained, orcl_slice):
         assert key in meta
     assert meta["label"]["definition"].startswith("1 when Close[t+1] > Close[t]")
     assert meta["data"]["sha256"] == orcl_slice.attrs["sha256"]
-    assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(meta["metrics"]["test"])
-    assert meta["metrics"]["test"]["n_test"] == len(trained.dataset.ends["test"])
+    test = meta["metrics"]["test"]
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(test)
+    assert test["n_test"] == len(trained.dataset.ends["test"])
+    # The test metrics again, from the closes (did the next bar close higher?) and the test
+    # predictions: accuracy at 0.5, precision, and ROC AUC as the Mann-Whitney rank statistic.
+    close = orcl_slice["close"]
+    up = (close.shift(-1) > close).to_numpy()[trained.test_ends]
+    p = trained.p_test
+    assert test["accuracy"] == pytest.approx(np.mean((p > 0.5) == up), rel=1e-12)
+    assert test["precision"] == pytest.approx(up[p > 0.5].mean(), rel=1e-12)
+    n1, n0 = up.sum(), (~up).sum()
+    auc = (rankdata(p)[up].sum() - n1 * (n1 + 1) / 2) / (n0 * n1)
+    assert test["roc_auc"] == pytest.approx(auc, rel=1e-9)
     assert {"tensorflow", "keras", "backtrader"} <= set(meta["versions"])
 
 
