@@ -27,9 +27,9 @@ def test_family_trains_saves_reloads_and_backtests(kind, extra, orcl_slice, tmp_
     result = train(orcl_slice, cfg, {})
     artifact = load_artifact(save_artifact(result.artifact, tmp_path / kind))
     assert artifact.metadata["kind"] == f"{kind}_direction"
-    assert artifact.metadata["onnx"]["max_abs_diff"] <= 1e-5
-    once, _ = run(orcl_slice, artifact, runonce=True)
-    step, _ = run(orcl_slice, artifact, runonce=False)
+    assert artifact.metadata["onnx"]["checked_windows"] == len(result.test_ends)
+    once, _ = run(orcl_slice, artifact, runonce=True)  # Keras, batched
+    step, _ = run(orcl_slice, artifact, runonce=False)  # the ONNX export, bar by bar
     np.testing.assert_allclose(once, step, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(once[result.test_ends], result.p_test, atol=1e-6)
 
