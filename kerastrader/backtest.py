@@ -18,6 +18,7 @@ import pandas as pd
 
 from kerastrader.config import Config, dump_config, embedded_data_path
 from kerastrader.errors import ConfigError
+from kerastrader.feeds.actions import total_return_close, with_actions
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.frames import load_any
 from kerastrader.feeds.sessions import ExchangeClock
@@ -27,8 +28,10 @@ from kerastrader.models.training import stamp
 from kerastrader.models.walkforward import WalkForwardModel, load_model, walk_forward
 from kerastrader.reports.analyzer import PortfolioAnalyzer
 from kerastrader.reports.writer import write_run_files
+from kerastrader.runs.benchmark import benchmark_returns, benchmark_spec
 from kerastrader.strategies.costs import configure_broker, round_trip_cost
 from kerastrader.strategies.model_strategy import ModelStrategy
+from kerastrader.strategies.sizing import bars_per_year
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,9 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
 
             gaps = gap_report(bars, d["calendar"])
             notes += [f"{sym}: {n}" if len(universe) > 1 else n for n in gaps]
+        bars, note = with_actions(bars, d["returns"])
+        log.info("%s: %s", sym, note)
+        notes.append(f"{sym}: {note}" if len(universe) > 1 else note)
         universe[sym] = bars
     info = {
         "path": path_text,
@@ -157,6 +163,7 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
         "first": min(b.index[0] for b in universe.values()).date().isoformat(),
         "last": max(b.index[-1] for b in universe.values()).date().isoformat(),
         "adjust": d["adjust"],
+        "returns": d["returns"],
         "missing": d["missing"],
         "date_format": d["date_format"],
         "notes": notes,
@@ -224,32 +231,17 @@ def backtest_period(
     return first, last, in_sample
 
 
-def _buy_and_hold(
-    universe: dict[str, pd.DataFrame], starts: dict[str, pd.Timestamp], lasts: dict[str, int]
-) -> pd.Series:
-    """Daily returns of equal money put in every instrument at the start and held."""
-    closes = {
-        sym: b["close"].iloc[: lasts[sym] + 1].groupby(b.index[: lasts[sym] + 1].normalize()).last()
-        for sym, b in universe.items()
-    }
-    prices = pd.DataFrame(closes).sort_index().ffill()
-    first_day = min(starts.values()).normalize()
-    base = prices[prices.index < first_day].iloc[-1:]  # the close before the first traded day
-    if base.empty:
-        base = prices.iloc[:1]
-    growth = prices[prices.index >= first_day] / base.to_numpy()
-    value = growth.mean(axis=1)
-    bench = pd.concat([pd.Series([1.0]), value.reset_index(drop=True)]).pct_change().iloc[1:]
-    bench.index = pd.DatetimeIndex(value.index).tz_localize("UTC")
-    return bench.rename("benchmark")
-
-
 def _instrument_returns(
-    universe: dict[str, pd.DataFrame], starts: dict[str, pd.Timestamp], lasts: dict[str, int]
+    universe: dict[str, pd.DataFrame], decision: pd.Timestamp, end: pd.Timestamp, returns: str
 ) -> dict[str, pd.Series]:
-    """Each instrument's own buy-and-hold daily returns over the backtest period."""
-    return {sym: _buy_and_hold({sym: universe[sym]}, {sym: starts[sym]}, {sym: lasts[sym]})
-            for sym in universe}  # fmt: skip
+    """Each instrument's own buy and hold over the backtest, entered like the benchmark."""
+    from kerastrader.runs.benchmark import BenchmarkSpec
+
+    return {
+        sym: benchmark_returns({sym: bars}, BenchmarkSpec({sym: 1.0}, "never", returns),
+                               decision, end)
+        for sym, bars in universe.items()
+    }  # fmt: skip
 
 
 def _model_for(
@@ -337,11 +329,15 @@ def run_experiment(
     configure_broker(cerebro, b)
     first_closes = [universe[sym]["close"].iloc[periods[sym][0]] for sym in symbols]
     price = float(np.median(first_closes))
+    sizing_cfg = dict(cfg["sizing"])
+    if not sizing_cfg["periods_per_year"]:
+        sizing_cfg["periods_per_year"] = bars_per_year(universe[symbols[0]].index)
     cerebro.addstrategy(
         ModelStrategy,
         model=models if per_instrument else artifact,
         settings={
-            **{k: cfg[k] for k in ("strategy", "sizing", "risk", "portfolio")},
+            **{k: cfg[k] for k in ("strategy", "risk", "portfolio")},
+            "sizing": sizing_cfg,
             "head": head.kind,
             "horizon": head.horizon,
         },
@@ -366,7 +362,18 @@ def run_experiment(
         pred, outputs[sym] = strategy.predictions_by_bar(i, n)
         predictions[sym] = pd.Series(pred, index=universe[sym].index[:n], name="prediction")
 
-    bench = _buy_and_hold(universe, firsts, lasts)
+    end_ts = max(universe[s].index[lasts[s]] for s in symbols)
+    spec = benchmark_spec(cfg, symbols)
+    bench = benchmark_returns(
+        {s: universe[s].iloc[: lasts[s] + 1] for s in symbols},
+        spec,
+        first_ts,
+        end_ts,
+        broker=b,
+        days=clock.trading_days,
+    )
+    bench_name = spec.describe(b)
+    log.info("benchmark: %s", bench_name)
     unmatched = analysis["returns"].index.difference(bench.index)
     if len(unmatched):  # a bug, not a user error: the report would compare against zeros
         raise RuntimeError(f"benchmark has no return on {len(unmatched)} strategy dates")
@@ -375,7 +382,7 @@ def run_experiment(
     for sym in symbols:
         bars = universe[sym]
         lo, hi = periods[sym][0], periods[sym][1]
-        labels = head.labels(bars["close"].to_numpy())
+        labels = head.labels(total_return_close(bars))
         rows = [i for i in range(lo, hi + 1) if i in outputs[sym] and not np.isnan(labels[i])]
         part = pd.DataFrame(
             {"y": labels[rows], "p": predictions[sym].iloc[rows].to_numpy(), "row": rows,
@@ -403,6 +410,7 @@ def run_experiment(
     binary = len(scored) > 0 and head.kind == "direction"
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_predictions(out_dir / "predictions.csv", predictions)
+    _write_targets(out_dir / "targets.csv", symbols, strategy.decisions)
     title_symbol = symbols[0] if not multi else f"{len(symbols)} symbols"
     metrics = write_run_files(
         out_dir,
@@ -435,10 +443,20 @@ def run_experiment(
             "risk_events": [
                 {"time": t, "symbol": sym, "event": what} for t, sym, what in strategy.events
             ],
+            "rejections": len(strategy.rejections),
+            "rejected_orders": [
+                {"time": t, "symbol": sym, "status": what} for t, sym, what in strategy.rejections
+            ],
+            "benchmark": bench_name,
+            "returns": cfg["data"]["returns"],
+            "dividends": float(sum(cash for *_, cash in getattr(cerebro.broker, "dividends", []))),
         },
         data=data_info,
         diagnostic_dates=scored.index if binary else None,
-        instruments=_instrument_returns(universe, firsts, lasts) if multi else None,
+        instruments=_instrument_returns(
+            {s: universe[s].iloc[: lasts[s] + 1] for s in symbols}, first_ts, end_ts,
+            cfg["data"]["returns"],
+        ) if multi else None,  # fmt: skip
     )
     first_predictions = predictions[symbols[0]]
     return RunResult(
@@ -479,3 +497,13 @@ def _write_predictions(path: Path, predictions: dict[str, pd.Series]) -> None:
     else:
         out = out.sort_values(["date", "symbol"], kind="stable")
     out.to_csv(path, index=False, float_format="%.8f")
+
+
+def _write_targets(path: Path, symbols: list[str], decisions: list[tuple[str, np.ndarray]]) -> None:
+    """``time,symbol,target``: the weights the strategy decided at each rebalance (after its
+    limits), to set against what the positions became."""
+    rows = [(when, sym, float(w)) for when, targets in decisions
+            for sym, w in zip(symbols, targets, strict=True)]  # fmt: skip
+    pd.DataFrame(rows, columns=["time", "symbol", "target"]).to_csv(
+        path, index=False, float_format="%.8f"
+    )

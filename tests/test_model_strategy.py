@@ -53,6 +53,8 @@ class Scripted(ModelStrategy):
 
 def settings(**sections):
     cfg = default_config()
+    # The sizing tests work their numbers on the whole equity; the cash buffer has its own.
+    cfg["strategy"]["cash_buffer"] = 0.0
     for section, values in sections.items():
         cfg[section].update(values)
     out = {k: copy.deepcopy(cfg[k]) for k in ("strategy", "sizing", "risk", "portfolio")}
@@ -148,10 +150,25 @@ def test_minimum_holding_period_delays_the_model_exit(trained, walk):
 def test_cost_filter_skips_predicted_returns_that_do_not_pay_for_the_round_trip(trained, walk):
     common = {"center": 0.0, "enter": 0.0005, "exit": 0.0, "cost_filter": True}
     s, b = settings(strategy=common)
+    s["head"] = "regression"  # predictions are returns: compared with the cost as they are
     small = _run_with_round_trip([walk], always(0.002), trained.loaded, s, 0.003)
     large = _run_with_round_trip([walk], always(0.004), trained.loaded, s, 0.003)
     assert small.fills == []
     assert len(large.fills) == 1
+
+
+def test_cost_filter_turns_a_probability_into_an_expected_move_before_comparing(trained, walk):
+    # At START the typical one-bar move is the mean |r| of the last 20 returns; P(up) = p is
+    # worth 2 (p - 0.5) of it. A round trip between the two bets' worth passes only the larger.
+    close = walk["close"].to_numpy()
+    recent = close[START - 20 : START + 1]
+    typical = float(np.mean([abs(recent[k + 1] / recent[k] - 1) for k in range(20)]))
+    weak, strong = 0.55, 0.95
+    round_trip = 0.5 * (2 * (weak - 0.5) * typical + 2 * (strong - 0.5) * typical)
+    s, _ = settings(strategy={"cost_filter": True})
+    assert _run_with_round_trip([walk], always(weak), trained.loaded, s, round_trip).fills == []
+    fills = _run_with_round_trip([walk], always(strong), trained.loaded, s, round_trip).fills
+    assert fills and fills[0][0] == START + 1
 
 
 def _run_with_round_trip(bars, script, model, s, round_trip):

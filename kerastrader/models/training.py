@@ -22,6 +22,7 @@ import pandas as pd
 
 from kerastrader.config import Config
 from kerastrader.errors import ConfigError
+from kerastrader.feeds.actions import total_return_close
 from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.artifact import Artifact, library_versions
 from kerastrader.models.features import FeatureSet
@@ -93,7 +94,7 @@ def split_dataset(
     dates = pd.DatetimeIndex(bars.index)
     days = (clock or ExchangeClock()).trading_days(dates)  # what a boundary date includes
     features = feature_set.compute(bars)
-    labels = head.labels(bars["close"].to_numpy())
+    labels = head.labels(total_return_close(bars))  # an ex-dividend day is not a down bar
     ends = window_ends(~np.isnan(features).any(axis=1), window)
     ends = ends[~np.isnan(labels[ends])]
     if len(ends) < 3:

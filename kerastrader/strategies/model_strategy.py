@@ -4,7 +4,14 @@ or a whole book.
 Each bar, after the close: read every instrument's prediction, turn the predictions into
 target weights (signal, sizing or a cross-sectional allocation, then position and gross
 limits and a turnover limit), and send the orders that move the book there. Market orders
-fill at the next bar's open (Backtrader's default; no cheat-on-close). Entries carry
+fill at the next bar's open (Backtrader's default; no cheat-on-close).
+
+Within one rebalance the orders that free cash (sells, reductions, closes) go out before the
+buys they fund, since the broker checks cash order by order in submission order; buys are
+sized to leave ``strategy.cash_buffer`` of equity for commission, slippage and the overnight
+gap to the fill. An order the broker still refuses (``Margin``, ``Rejected``) is counted in
+:attr:`ModelStrategy.rejections` and sent again on the next bar toward the same target,
+rather than waiting for the next rebalance. Entries carry
 stop-loss / take-profit / trailing-stop children as a bracket when configured, so the exits
 live at the broker between bars, as they would at Interactive Brokers.
 
@@ -80,6 +87,10 @@ class ModelStrategy(bt.Strategy):
         self._last_value = math.nan
         self.halted_on: dt.date | None = None
         self.events: list[tuple[str, str, str]] = []  # (time, symbol, what): risk decisions
+        self.rejections: list[tuple[str, str, str]] = []  # (time, symbol, status) refused
+        self.retry = [False] * self.n  # a refused order: try again on the next bar
+        self.sized_to = np.zeros(self.n)  # the target weight each position was last sized to
+        self.decisions: list[tuple[str, np.ndarray]] = []  # (time, target weights) per rebalance
         base = self.pf["weights"]
         self.base_weights = np.array([float(base.get(d._name, 0.0)) for d in self.datas])
 
@@ -115,6 +126,7 @@ class ModelStrategy(bt.Strategy):
         if order.status in (order.Submitted, order.Accepted, order.Partial):
             return
         i = self._slot(order.data)
+        child = any(order is o for o in self.children[i])
         if order in self.pending[i]:
             self.pending[i].remove(order)
         if order in self.children[i]:
@@ -126,6 +138,9 @@ class ModelStrategy(bt.Strategy):
         if order.status in (order.Canceled, order.Margin, order.Rejected, order.Expired):
             if order.status != order.Canceled:
                 log.warning("%s order %s: %s", order.data._name, order.ref, order.getstatusname())
+            if order.status in (order.Margin, order.Rejected) and not child:
+                self.rejections.append((self._now(), order.data._name, order.getstatusname()))
+                self.retry[i] = True
         size = self.getposition(order.data).size
         if not self.pending[i]:
             self.sides[i] = _sign(size)
@@ -185,7 +200,8 @@ class ModelStrategy(bt.Strategy):
             return budget
         if z["method"] == "volatility":
             closes = np.asarray(self.datas[i].close.get(size=int(z["vol_lookback"]) + 1))
-            vol = sizing.realised_volatility(closes, int(z["periods_per_year"]))
+            per_year = int(z["periods_per_year"]) or sizing.PERIODS_PER_YEAR  # runs resolve 0
+            vol = sizing.realised_volatility(closes, per_year)
             return budget * sizing.volatility_scale(vol, z["target_volatility"], math.inf)
         # kelly
         if self.regression:  # a predicted return: mu / sigma^2
@@ -199,6 +215,17 @@ class ModelStrategy(bt.Strategy):
         if not _sign(w) or (side is not None and _sign(w) != side):
             return 0.0
         return abs(w) / self.n
+
+    def _expected_move(self, i: int, pred: float) -> float:
+        """The prediction as a return over the horizon, the unit of the round-trip cost: a
+        regression model's own number; a classifier's probability edge times the recent mean
+        absolute h-bar move (:func:`sizing.expected_move`)."""
+        if self.regression:
+            return pred - self.s["center"]
+        closes = np.asarray(
+            self.datas[i].close.get(size=int(self.z["vol_lookback"]) + self.horizon)
+        )
+        return sizing.expected_move(pred, self.s["center"], closes, self.horizon)
 
     def _independent_targets(self, preds: np.ndarray) -> np.ndarray:
         s = self.s
@@ -219,7 +246,7 @@ class ModelStrategy(bt.Strategy):
             if held and new != side:
                 continue  # minimum holding period: the exit waits (risk exits do not)
             if s["cost_filter"] and new != FLAT and new != side:
-                if not sizing.covers_costs(p - s["center"], self.p.round_trip):
+                if not sizing.covers_costs(self._expected_move(i, p), self.p.round_trip):
                     new = side
             if new == FLAT:
                 out[i] = 0.0
@@ -254,40 +281,108 @@ class ModelStrategy(bt.Strategy):
         rebalance = alloc.is_rebalance_bar(self.last_rebalance, today, self.pf["rebalance"])
         preds = np.array([self.prediction_of(i) for i in range(self.n)])
         independent = self.pf["allocation"] == "independent"
+        if not rebalance or (not independent and np.isnan(preds).all()):
+            self._retry_refused(value)
+            return
         if independent:
-            if not rebalance:
-                return
             targets = self._independent_targets(preds)
         else:
-            if not rebalance or np.isnan(preds).all():
-                return
             targets = self._cross_sectional_targets(preds)
         self.last_rebalance = today
         targets = sizing.apply_limits(targets, self.z["max_position"], self.z["max_gross"])
         current = np.array([self._weight(i, value) for i in range(self.n)])
         targets = sizing.limit_turnover(current, targets, self.pf["turnover_limit"])
         self.targets = targets
+        self.decisions.append((self._now(), targets.copy()))
         journal = getattr(self.broker, "journal", None)
         if journal is not None:  # live: every decision is journaled before its orders
             when = self.data.datetime.datetime(0)
             for i, d in enumerate(self.datas):
                 journal.record_decision(when, d._name, float(preds[i]), float(targets[i]))
         band = self.pf["resize_band"]
+        plans = []
         for i, d in enumerate(self.datas):
             if self.pending[i] or self._before_start(d):
                 continue
+            refused, self.retry[i] = self.retry[i], False
             side_change = _sign(targets[i]) != _sign(self.getposition(d).size)
-            resize = abs(targets[i] - current[i]) > band and (band > 0 or not independent)
-            if side_change or resize:
-                self._trade(i, d, targets[i], value, side_change)
+            # A held position is resized when its target is off by more than the band: off
+            # its current weight for a cross-sectional book (rebalancing is the point), off
+            # the weight it was sized to for independent signals (price drift alone is not a
+            # reason to trade). Smaller differences are not worth a trade.
+            reference = self.sized_to[i] if independent else current[i]
+            if side_change or refused or abs(targets[i] - reference) > band:
+                plans.append((i, float(targets[i]), side_change))
+        if not independent:
+            plans += self._funding_sells(plans, targets, current, value)
+        self._send(plans, value)
+
+    def _funding_sells(self, plans, targets: np.ndarray, current: np.ndarray, value: float):
+        """Trims of positions held above their targets but inside the resize band, when the
+        rebalance's buys need more cash than there is: a rebalancer funds its buys from its
+        overweights rather than leaving the underweights short."""
+        planned = {i for i, _, _ in plans}
+        need = sum(max(t - current[i], 0.0) for i, t, _ in plans)
+        have = self.broker.getcash() / value - self.s["cash_buffer"]
+        have += sum(max(current[i] - t, 0.0) for i, t, _ in plans)
+        out = []
+        for i in np.argsort(-(current - targets)):  # the most overweight first
+            if need <= have:
+                break
+            i = int(i)
+            if i in planned or current[i] <= targets[i] or self.pending[i]:
+                continue
+            if _sign(targets[i]) != _sign(current[i]):
+                continue
+            out.append((i, float(targets[i]), False))
+            have += current[i] - targets[i]
+        return out
+
+    def _retry_refused(self, value: float) -> None:
+        """Send again, toward the same target, the orders the broker refused last bar."""
+        plans = []
+        for i, d in enumerate(self.datas):
+            if self.retry[i] and not self.pending[i] and not self._before_start(d):
+                self.retry[i] = False
+                side_change = _sign(self.targets[i]) != _sign(self.getposition(d).size)
+                plans.append((i, float(self.targets[i]), side_change))
+        self._send(plans, value)
+
+    def _send(self, plans: list[tuple[int, float, bool]], value: float) -> None:
+        """Orders for (instrument, target weight, side change) plans, those that free cash
+        first: the broker checks cash order by order in submission order, so a buy sent
+        before the sell that pays for it is refused. Shares are sized on equity less the cash
+        buffer, which pays commission, slippage and the gap to the next open."""
+        equity = value * (1.0 - self.s["cash_buffer"])
+        sized = []
+        for i, target, side_change in plans:
+            d = self.datas[i]
+            shares = sizing.shares_for(target, equity, d.close[0], self.z["fractional"])
+            delta = shares - self.getposition(d).size
+            if delta:
+                sized.append((delta > 0, i, target, shares, side_change))
+        # Buys beyond what the cash and this rebalance's sales pay for (at the decision
+        # prices, keeping the buffer) are scaled down together, so none is refused for cash.
+        held = {i: self.getposition(self.datas[i]).size for _, i, _, _, _ in sized}
+        cost = sum((sh - held[i]) * self.datas[i].close[0] for buy, i, _, sh, _ in sized if buy)
+        proceeds = sum((held[i] - sh) * self.datas[i].close[0]
+                       for buy, i, _, sh, _ in sized if not buy)  # fmt: skip
+        available = self.broker.getcash() + proceeds - self.s["cash_buffer"] * value
+        if cost > 0 and available < cost:
+            scale = max(available, 0.0) / cost
+            for k, (buy, i, target, shares, side_change) in enumerate(sized):
+                if buy and held[i] >= 0:
+                    more = sizing.shares_for(scale, shares - held[i], 1.0, self.z["fractional"])
+                    sized[k] = (buy, i, target, held[i] + more, side_change)
+        for _, i, target, shares, side_change in sorted(sized, key=lambda x: x[0]):
+            self._trade(i, self.datas[i], target, shares, side_change)
 
     def _weight(self, i: int, value: float) -> float:
         pos = self.getposition(self.datas[i])
         return pos.size * self.datas[i].close[0] / value if value > 0 else 0.0
 
-    def _trade(self, i: int, data, target: float, value: float, side_change: bool) -> None:
+    def _trade(self, i: int, data, target: float, shares: float, side_change: bool) -> None:
         price = data.close[0]
-        shares = sizing.shares_for(target, value, price, self.z["fractional"])
         held = self.getposition(data).size
         delta = shares - held
         if delta == 0:
@@ -312,6 +407,7 @@ class ModelStrategy(bt.Strategy):
                 order = self.sell(data=data, size=-delta)
             self.pending[i] = [order]
         self.sides[i] = _sign(shares)
+        self.sized_to[i] = target
         if side_change:
             self.entry_bar[i] = len(self) if shares else -1
 
