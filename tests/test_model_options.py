@@ -10,6 +10,7 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from kerastrader.errors import ConfigError
@@ -44,6 +45,12 @@ def test_three_class_head_outputs_three_probabilities_and_a_neutral_half_score(
     assert len(test["confusion_matrix"]) == 3
     assert sum(map(sum, test["confusion_matrix"])) == len(result.test_ends)
     assert set(np.unique(result.y_test)) == {0, 1, 2}
+    # Accuracy and the confusion matrix again, from what the backtest's indicator output.
+    picked = raw.argmax(axis=1)
+    assert test["accuracy"] == pytest.approx(np.mean(picked == result.y_test), rel=1e-12)
+    counts = [[int(np.sum((result.y_test == row) & (picked == col))) for col in range(3)]
+              for row in range(3)]  # fmt: skip
+    assert test["confusion_matrix"] == counts
 
 
 def test_regression_head_predicts_returns_on_the_scale_of_the_training_targets(
@@ -54,6 +61,17 @@ def test_regression_head_predicts_returns_on_the_scale_of_the_training_targets(
     assert artifact.metadata["label"]["horizon"] == 5
     test = artifact.metadata["metrics"]["test"]
     assert {"mse", "mae", "directional_accuracy", "ic_spearman"} <= set(test)
+    # The metrics again, from the closes (the 5-bar forward return) and the test predictions.
+    close = orcl_slice["close"].to_numpy()
+    y = close[result.test_ends + 5] / close[result.test_ends] - 1
+    p = result.p_test
+    assert test["mse"] == pytest.approx(np.mean((y - p) ** 2), rel=1e-6)
+    assert test["mae"] == pytest.approx(np.mean(np.abs(y - p)), rel=1e-6)
+    moved = y != 0
+    hits = np.sign(y[moved]) == np.sign(p[moved])
+    assert test["directional_accuracy"] == pytest.approx(hits.mean(), rel=1e-12)
+    spearman = pd.Series(y).rank().corr(pd.Series(p).rank())
+    assert test["ic_spearman"] == pytest.approx(spearman, rel=1e-6)
     # The rescaling layer puts outputs in return units (a 5-day return is a few percent).
     assert np.abs(result.p_test).max() < 0.5
     assert np.std(result.p_test) > 0
