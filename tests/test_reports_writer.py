@@ -147,14 +147,31 @@ def test_returns_csv_holds_daily_returns_dated_as_iso_days(quick_run, traded):
     np.testing.assert_allclose(r["benchmark"], expected, rtol=1e-11)
 
 
-def test_metrics_json_has_every_required_key_and_no_nan(quick_run):
+def test_metrics_json_has_every_required_key_and_no_nan(quick_run, traded):
     out, metrics, _ = quick_run
     m = strict_json(out / "metrics.json")
     assert m == json.loads(json.dumps(metrics))
     assert set(STAT_KEYS) | {"alpha", "beta", "gross_leverage", "daily_turnover"} <= set(
         m["strategy"]
     )
-    assert m["strategy"]["alpha"] is not None and m["strategy"]["beta"] is not None
+    # The headline numbers again, in plain numpy from the daily returns and the benchmark.
+    a, bars, _ = traded
+    r = a["returns"].to_numpy()
+    b = bars["close"].pct_change().iloc[10:].to_numpy()
+    wealth = np.cumprod(1 + r)
+    beta = np.cov(r, b)[0, 1] / np.var(b, ddof=1)
+    expected = {
+        "cumulative_returns": wealth[-1] - 1,
+        "annual_return": wealth[-1] ** (252 / len(r)) - 1,
+        "annual_volatility": r.std(ddof=1) * np.sqrt(252),
+        "sharpe_ratio": r.mean() / r.std(ddof=1) * np.sqrt(252),
+        "max_drawdown": np.min(wealth / np.maximum.accumulate(wealth) - 1),
+        "beta": beta,
+        "alpha": (1 + np.mean(r - beta * b)) ** 252 - 1,
+    }
+    for key, value in expected.items():
+        assert m["strategy"][key] == pytest.approx(value, rel=1e-9), key
+    assert m["benchmark"]["cumulative_returns"] == pytest.approx(np.prod(1 + b) - 1, rel=1e-9)
     assert set(STAT_KEYS) <= set(m["benchmark"])
     model_keys = {"accuracy", "precision", "recall", "f1", "roc_auc", "n_test"}
     assert model_keys | {"test_start", "test_end", "confusion_matrix"} <= set(m["model"])
