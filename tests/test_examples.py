@@ -88,14 +88,3 @@ def test_nvda_example_config_is_valid():
 
     shared_file("nvda-1999-2014.csv")
     assert load_config(EXAMPLES / "nvda.toml")["data"]["symbol"] == "NVDA"
-
-
-def test_four_asset_example_runs_on_the_shared_real_data(tmp_path):
-    for name in ("spy", "agg", "xle", "xlf"):
-        shared_file(f"{name}-daily.csv")
-    out = run_example("four_asset", tmp_path, "--set", "model.units=[4]")
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["instruments"]) == {"SPY", "AGG", "XLE", "XLF"}
-    txns = json.loads(json.dumps(metrics["run"]))
-    assert txns["fills"] > 20
-    assert (out / "benchmarks.csv").is_file()

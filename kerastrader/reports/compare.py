@@ -40,7 +40,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
         )
     rows.append(
         (
-            "Buy and hold, annual return",
+            "Benchmark, annual return",
             *(fmt(r.metrics["benchmark"].get("annual_return"), "pct") for r in runs),
         )
     )

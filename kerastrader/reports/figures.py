@@ -154,14 +154,14 @@ def pyfolio_figures(
 
 
 def equity_figure(returns: pd.Series, benchmark: pd.Series) -> bytes:
-    """Growth of 1 and drawdowns, strategy over buy and hold, sharing one time axis."""
+    """Growth of 1 and drawdowns, strategy over its benchmark, sharing one time axis."""
     fig, (ax1, ax2) = plt.subplots(
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     strat = (1 + returns).cumprod()
     bench = (1 + benchmark.reindex(returns.index).fillna(0.0)).cumprod()
     ax1.plot(strat.index, strat.to_numpy(), label="strategy", color="#1f5fa8")
-    ax1.plot(bench.index, bench.to_numpy(), label="buy and hold", color="#999999")
+    ax1.plot(bench.index, bench.to_numpy(), label="benchmark", color="#999999")
     ax1.set_ylabel("growth of 1")
     ax1.legend(loc="upper left")
     ax1.grid(alpha=0.3)

@@ -137,6 +137,14 @@ SECTIONS = [
 ]
 
 
+def _returns_text(run: dict) -> str:
+    if run.get("returns") == "price":
+        return "price returns (data.returns = price: dividends not counted)."
+    if run.get("returns") == "total":
+        return "total return (dividends paid in cash on their ex-dates, splits applied)."
+    return "as recorded."
+
+
 def render(page: Page) -> str:
     """The whole page as one string; every text that comes from data or config is escaped."""
     m = page.metrics
@@ -161,7 +169,9 @@ def render(page: Page) -> str:
         f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; {period} with commission and "
         "slippage; orders fill at the next bar's open</p>",
         f"<nav>{nav}</nav>",
-        "<h2 id='headline'>Strategy against buy and hold</h2>",
+        "<h2 id='headline'>Strategy against its benchmark</h2>",
+        f"<p class='note'>Benchmark: {html.escape(str(run.get('benchmark') or 'buy and hold'))}."
+        f" Returns: {html.escape(_returns_text(run))}</p>",
     ]
     rows = [
         (html.escape(label), fmt(strat.get(key), kind), fmt(bench.get(key), kind))
@@ -175,15 +185,19 @@ def render(page: Page) -> str:
     )
     rows.append(("Final value", f"{run['final_value']:,.2f}", bench_final))
     rows.append(("Closed trades / fills", f"{run['trades']} / {run['fills']}", ""))
-    parts.append(table(rows, ("", "Strategy", "Buy and hold")))
+    if "rejections" in run:  # orders the broker refused (each sent again on the next bar)
+        rows.append(("Orders refused by the broker", f"{run['rejections']}", ""))
+    if run.get("dividends"):
+        rows.append(("Dividends received (paid if short)", f"{run['dividends']:,.2f}", ""))
+    parts.append(table(rows, ("", "Strategy", "Benchmark")))
     each = m.get("instruments") or {}
     if len(each) > 1:
         keys = (("annual_return", "pct"), ("annual_volatility", "pct"), ("sharpe_ratio", "num"),
                 ("max_drawdown", "pct"), ("cumulative_returns", "pct"))  # fmt: skip
         rows = [(html.escape(sym), *(fmt(st.get(k), kind) for k, kind in keys))
                 for sym, st in each.items()]  # fmt: skip
-        parts.append("<h3>Buy and hold of each instrument (the benchmark above is their "
-                     "equal-weight mix)</h3>")  # fmt: skip
+        parts.append("<h3>Buy and hold of each instrument, entered like the benchmark and "
+                     "without costs</h3>")  # fmt: skip
         parts.append(table(rows, ("", "Annual return", "Volatility", "Sharpe", "Max drawdown",
                                   "Cumulative")))  # fmt: skip
     if page.equity_png:
