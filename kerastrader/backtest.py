@@ -448,6 +448,7 @@ def run_experiment(
                 {"time": t, "symbol": sym, "status": what} for t, sym, what in strategy.rejections
             ],
             "benchmark": bench_name,
+            "periods_per_year": sizing_cfg["periods_per_year"],
             "returns": cfg["data"]["returns"],
             "dividends": float(sum(cash for *_, cash in getattr(cerebro.broker, "dividends", []))),
         },

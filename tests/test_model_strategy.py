@@ -243,6 +243,22 @@ def test_trailing_stop_follows_the_price(trained):
     assert exit_fill[2] == -first_entry(strat)[2]  # the whole position
 
 
+def test_trailing_stop_starts_one_trail_below_the_entry_close(trained):
+    # Flat at 100 until the entry, then one-way down 1% a bar, each bar at a single price:
+    # the stop starts at 97 (3% below the decision close) and never moves up, so it exits
+    # at the first open at or below 97: 100 x 0.99^4 = 96.06 on bar START + 5 (a stop at
+    # 97% of 97 = 94.09 would wait until bar START + 8).
+    n, k = 320, np.arange(320)
+    level = np.where(k <= START + 1, 100.0, 100.0 * 0.99 ** (k - START - 1))
+    bars = pd.DataFrame({"open": level, "high": level, "low": level, "close": level,
+                         "volume": 1e6},
+                        index=pd.bdate_range("2001-01-02", periods=n, name="datetime"))  # fmt: skip
+    strat = run([bars], always(0.9), trained.loaded, risk={"trailing_stop": 0.03})
+    exit_fill = next(f for f in strat.fills if f[5] == "StopTrail")
+    assert exit_fill[0] == START + 5
+    assert exit_fill[3] == pytest.approx(100.0 * 0.99**4)
+
+
 def test_daily_loss_limit_flattens_and_stops_trading_for_the_day(trained):
     bars = gap_bars(gap_at=250, drop=0.2)
     strat = run([bars], always(0.9), trained.loaded, risk={"daily_loss_limit": 0.1})

@@ -155,3 +155,35 @@ def test_after_each_rebalance_every_weight_is_near_its_target(trained):
         for k, s in enumerate(frames):
             weight = shares.get(s, 0.0) * closes[s] / value
             assert abs(weight - targets[k]) < 0.015, (when, s, weight, targets[k])
+
+
+def flat_bars(steps: dict[int, float], n: int = 320) -> pd.DataFrame:
+    """Prices at 50 that move only by the given jumps (bar -> fraction), to the same level
+    at every open and close from that bar on."""
+    level = np.full(n, 50.0)
+    for bar, jump in steps.items():
+        level[bar:] *= 1 + jump
+    index = pd.bdate_range("2000-01-03", periods=n, name="datetime")
+    return pd.DataFrame({"open": level, "high": level, "low": level, "close": level,
+                         "volume": 1e7}, index=index)  # fmt: skip
+
+
+def test_a_rebalance_leaves_alone_weights_within_the_resize_band(trained):
+    # 50/50, monthly. A +3% move puts A at 50.7%: inside the 1% band, no trade at the next
+    # rebalance. A further +5% puts it at 52.0%: both legs are traded back at the next one.
+    frames = {"A": flat_bars({230: 0.03, 270: 0.05}), "B": flat_bars({})}
+    strat = run(frames, lambda bar, i: 0.5, trained.loaded,
+                strategy={"target_percent": 1.0},
+                portfolio={"allocation": "strategic", "weights": {"A": 0.5, "B": 0.5},
+                           "rebalance": "monthly", "tilt": 0.0},
+                broker={"commission": 0.0, "slippage_bps": 0.0})  # fmt: skip
+    index = frames["A"].index
+    first_of_month = [b for b in range(START + 1, 320)
+                      if index[b].month != index[b - 1].month]  # fmt: skip
+    after_small = next(b for b in first_of_month if b > 230)
+    after_large = next(b for b in first_of_month if b > 270)
+    traded = sorted({bar for bar, *_ in strat.fills})
+    assert traded[0] == START + 1  # the first rebalance buys both
+    assert after_small + 1 not in traded
+    assert after_large + 1 in traded
+    assert set(traded) == {START + 1, after_large + 1}

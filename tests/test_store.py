@@ -164,3 +164,29 @@ def test_a_failing_query_is_one_clear_error(url):
         from kerastrader.feeds.frames import load_sql
 
         load_sql(url, "SELECT * FROM no_such_table")
+
+
+def test_a_store_fed_run_gives_the_csv_runs_total_return_numbers(url, trained, tmp_path):
+    """The store keeps Adj Close, so dividends survive the trip through the database."""
+    import json
+    from pathlib import Path
+
+    from kerastrader.backtest import run_experiment
+
+    agg = Path(__file__).parent / "data" / "agg-2023-2024.csv"
+    assert main(["ingest", str(agg), "--store", url, "--symbol", "AGG", "-q"]) == 0
+    runs = {}
+    for source, data in (("csv", {"path": str(agg), "symbol": "AGG"}),
+                         ("store", {"store": url, "symbol": "AGG"})):  # fmt: skip
+        out = tmp_path / source
+        always_long = {"enter": 0.0, "exit": 0.0}  # hold through the ex-dates
+        run_experiment(tiny_config(data=data, strategy=always_long), out,
+                       model_dir=trained.loaded.path)  # fmt: skip
+        runs[source] = out
+    a, b = (json.loads((runs[k] / "metrics.json").read_text())["run"] for k in ("csv", "store"))
+    assert a["dividends"] > 0
+    assert b["dividends"] == pytest.approx(a["dividends"], abs=1e-9)
+    assert b["final_value"] == pytest.approx(a["final_value"], abs=1e-9)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(runs["csv"] / "returns.csv"), pd.read_csv(runs["store"] / "returns.csv")
+    )

@@ -275,3 +275,14 @@ def test_both_passes_predict_the_same_on_a_feed_with_dividends(trained):
         out.append(np.asarray(strat.pred.lines.prediction.array[: len(bars)]))
     assert np.isfinite(out[0]).sum() > 300
     np.testing.assert_allclose(out[0], out[1], atol=1e-5, equal_nan=True)
+
+
+def test_resampling_keeps_the_dividends_and_splits_of_each_period():
+    from kerastrader.feeds.resample import resample_bars
+
+    bars = random_walk_bars(10, seed=1)  # 2000-01-03 .. 2000-01-14, two weeks
+    bars["dividends"] = [0, 0.1, 0, 0, 0.2, 0, 0, 0, 0, 0]
+    bars["splits"] = [0, 0, 0, 0, 0, 0, 2.0, 0, 0, 0]
+    weekly = resample_bars(bars, "W-FRI")
+    assert weekly["dividends"].tolist() == pytest.approx([0.3, 0.0])
+    assert weekly["splits"].tolist() == [1.0, 2.0]

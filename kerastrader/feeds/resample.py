@@ -55,6 +55,11 @@ def resample_bars(
     agg = {c: f for c, f in _AGG.items() if c in bars.columns}
     if "adj_close" in bars.columns:
         agg["adj_close"] = "last"
+    if "dividends" in bars.columns:  # cash per share paid inside the period
+        agg["dividends"] = "sum"
+    if "splits" in bars.columns:  # 0 means none; several splits in a period multiply
+        bars = bars.assign(splits=bars["splits"].where(bars["splits"] > 0, 1.0))
+        agg["splits"] = "prod"
     if step is not None and step < pd.Timedelta("1D"):
         out = bars.resample(offset, closed="right", label="right").agg(agg)
     else:

@@ -323,6 +323,8 @@ class ModelStrategy(bt.Strategy):
         overweights rather than leaving the underweights short."""
         planned = {i for i, _, _ in plans}
         need = sum(max(t - current[i], 0.0) for i, t, _ in plans)
+        if need <= 0:
+            return []
         have = self.broker.getcash() / value - self.s["cash_buffer"]
         have += sum(max(current[i] - t, 0.0) for i, t, _ in plans)
         out = []
@@ -420,7 +422,9 @@ class ModelStrategy(bt.Strategy):
         kwargs: dict[str, Any] = {"data": data, "size": abs(shares), "exectype": bt.Order.Market}
         if trail > 0:
             kwargs.update(stopexec=bt.Order.StopTrail, stopargs={"trailpercent": trail})
-            kwargs["stopprice"] = price * (1 - trail) if long else price * (1 + trail)
+            # The trail's reference price: Backtrader puts the stop trail x it away itself
+            # (a stop price already moved away would sit trail^2 from the entry).
+            kwargs["stopprice"] = price
         elif sl > 0:
             kwargs["stopprice"] = price * (1 - sl) if long else price * (1 + sl)
         else:
