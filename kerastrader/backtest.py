@@ -232,14 +232,18 @@ def backtest_period(
 
 
 def _instrument_returns(
-    universe: dict[str, pd.DataFrame], decision: pd.Timestamp, end: pd.Timestamp, returns: str
+    universe: dict[str, pd.DataFrame],
+    decision: pd.Timestamp,
+    end: pd.Timestamp,
+    returns: str,
+    days=None,
 ) -> dict[str, pd.Series]:
     """Each instrument's own buy and hold over the backtest, entered like the benchmark."""
     from kerastrader.runs.benchmark import BenchmarkSpec
 
     return {
         sym: benchmark_returns({sym: bars}, BenchmarkSpec({sym: 1.0}, "never", returns),
-                               decision, end)
+                               decision, end, days=days)
         for sym, bars in universe.items()
     }  # fmt: skip
 
@@ -408,6 +412,12 @@ def run_experiment(
         )
 
     binary = len(scored) > 0 and head.kind == "direction"
+    traded = {s: universe[s].iloc[: lasts[s] + 1] for s in symbols}
+    each = (
+        _instrument_returns(traded, first_ts, end_ts, cfg["data"]["returns"], clock.trading_days)
+        if multi
+        else {}
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_predictions(out_dir / "predictions.csv", predictions)
     _write_targets(out_dir / "targets.csv", symbols, strategy.decisions)
@@ -454,10 +464,7 @@ def run_experiment(
         },
         data=data_info,
         diagnostic_dates=scored.index if binary else None,
-        instruments=_instrument_returns(
-            {s: universe[s].iloc[: lasts[s] + 1] for s in symbols}, first_ts, end_ts,
-            cfg["data"]["returns"],
-        ) if multi else None,  # fmt: skip
+        instruments=each if multi else None,
     )
     first_predictions = predictions[symbols[0]]
     return RunResult(

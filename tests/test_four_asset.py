@@ -62,9 +62,9 @@ def test_the_book_is_measured_against_its_strategic_weights_in_total_return(book
     np.testing.assert_allclose(returns["benchmark"].to_numpy(), expected, rtol=0, atol=1e-9)
     run = metrics(book)["run"]
     assert run["benchmark"].startswith("40% SPY, 45% AGG, 5% XLE, 10% XLF rebalanced monthly")
-    assert "40% SPY, 45% AGG, 5% XLE, 10% XLF rebalanced monthly" in (
-        book / "report.html"
-    ).read_text()
+    assert (
+        "40% SPY, 45% AGG, 5% XLE, 10% XLF rebalanced monthly" in (book / "report.html").read_text()
+    )
 
 
 def test_the_book_receives_its_dividends(book):

@@ -16,6 +16,7 @@ from kerastrader.config import default_config
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.strategies.costs import configure_broker
 from kerastrader.strategies.model_strategy import ModelStrategy
+
 START = 200
 
 

@@ -214,8 +214,8 @@ def run_paper(
 
 def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_start):
     from kerastrader.backtest import _write_predictions
-    from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
     from kerastrader.reports.writer import write_run_files
+    from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
 
     analysis = strategy.analyzers.portfolio.get_analysis()
     journal = strategy.broker.journal

@@ -25,7 +25,8 @@ def make_feed(bars: pd.DataFrame, name: str, **kwargs: Any) -> bt.feeds.PandasDa
     instrument; without one, Backtrader would label positions ``Data0`` and fills ``''``.
     """
     actions = "dividend" in bars and "split" in bars
-    columns = ["open", "high", "low", "close", "volume"] + (["dividend", "split"] if actions else [])
+    columns = ["open", "high", "low", "close", "volume"]
+    columns += ["dividend", "split"] if actions else []
     frame = bars[columns]
     if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is not None:
         # Backtrader works in naive datetimes; bars are kept in UTC.
