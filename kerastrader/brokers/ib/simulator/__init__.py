@@ -23,8 +23,22 @@ One module per job:
 - :mod:`.fills`: matching orders against bars, executions and commission reports;
 - :mod:`.account`: cash, positions and the account messages;
 - :mod:`.layouts`: the placeOrder / openOrder / completedOrder field layouts;
-- :mod:`.scenarios`: the faults a test injects (:class:`Faults`) and IB's texts for them;
+- :mod:`.scenarios`: the faults a test injects (:class:`Faults`), the IB-like mode's
+  switches (:class:`IBLike`) and IB's texts;
 - :mod:`.clock`: IB's time formats.
+
+The IB-like mode (``SimulatedGateway(..., ib=IBLike())``) behaves as a real IB Gateway does
+where that differs from the happy path, and is the mode for tests that claim IB behaviour:
+
+- :mod:`.exchange`: 5-second real-time bars on an accelerated exchange clock, regular
+  trading hours only, connectivity codes 1100/1101/1102 with the socket open;
+- :mod:`.intraday`: the exchange's sessions and the 5-second bars inside a file's bars;
+- :mod:`.hmds`: history ending with the bar still forming, IB's pacing rules, and 162 told
+  apart by its text (pacing, permissions, no data);
+- :mod:`.timing`: DAY orders expire at the close, orders outside regular hours wait for the
+  open, short sales wait for a locate;
+- order reports come as IB sends them (status, execution, commission a little later), off-
+  tick prices get 110, order precautions 383, ``reqExecutions`` answers for today only.
 
 Faults (:class:`Faults`) inject disconnects, rejections, split fills and pacing violations.
 After a disconnect the state survives and a reconnecting client (same clientId) gets its
@@ -44,11 +58,12 @@ from kerastrader.brokers.ib.simulator.layouts import (
     open_order_fields,
     parse_place_order,
 )
-from kerastrader.brokers.ib.simulator.scenarios import Faults
+from kerastrader.brokers.ib.simulator.scenarios import Faults, IBLike
 
 __all__ = [
     "DEFAULT_BROKER",
     "Faults",
+    "IBLike",
     "SimulatedGateway",
     "completed_order_fields",
     "open_order_fields",

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kerastrader.brokers.ib.simulator.scenarios import (
+    MIN_TICK_TEXT,
+    SIZE_LIMIT_TEXT,
+    VALUE_LIMIT_TEXT,
+    IBLike,
+)
+
 if TYPE_CHECKING:
     from kerastrader.brokers.ib.simulator.orders import Order
 
-SUPPORTED_ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT", "TRAIL")
+SUPPORTED_ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT")
+TRAILING = ("TRAIL", "TRAIL LIMIT")
 
 
 def refusal(order: Order) -> tuple[int, str] | None:
@@ -21,6 +29,49 @@ def refusal(order: Order) -> tuple[int, str] | None:
         return 201, "Order rejected - reason: missing limit price"
     if order.order_type in ("STP", "STP LMT") and order.aux is None:
         return 201, "Order rejected - reason: missing stop price"
-    if order.order_type == "TRAIL" and order.aux is None and order.trailing_percent is None:
+    if order.order_type in TRAILING and order.aux is None and order.trailing_percent is None:
         return 201, "Order rejected - reason: missing trailing amount"
+    if order.order_type == "TRAIL LIMIT" and order.lmt_offset is None:
+        return 201, "Order rejected - reason: missing limit price offset"
+    return None
+
+
+def prices(order: Order) -> list[float]:
+    """The prices of ``order`` that must sit on the contract's price grid."""
+    out = []
+    if order.order_type in ("LMT", "STP LMT"):
+        out.append(order.lmt)
+    if order.order_type in ("STP", "STP LMT") or (
+        order.order_type in TRAILING and order.trailing_percent is None
+    ):
+        out.append(order.aux)  # the stop, or the trailing amount
+    if order.order_type in TRAILING:
+        out += [order.initial_stop, order.lmt_offset]
+    return [p for p in out if p is not None]
+
+
+def off_tick(price: float, tick: float) -> bool:
+    steps = price / tick
+    return abs(steps - round(steps)) > 1e-6
+
+
+def ib_refusal(
+    order: Order, ib: IBLike, price: float | None, currency: str
+) -> tuple[int, str] | None:
+    """What a real Gateway adds: the minimum tick (110) and the order precautions (383).
+
+    ``price`` values the order for the Total Value Limit (its limit or stop, else the last
+    price)."""
+    if any(off_tick(p, ib.min_tick) for p in prices(order)):
+        return 110, MIN_TICK_TEXT
+    if ib.bypass_precautions:
+        return None
+    if ib.size_limit is not None and order.quantity > ib.size_limit:
+        return 383, SIZE_LIMIT_TEXT.format(order_id=order.order_id, limit=ib.size_limit)
+    value = order.quantity * (price or 0.0)
+    if ib.value_limit is not None and value > ib.value_limit:
+        text = VALUE_LIMIT_TEXT.format(
+            order_id=order.order_id, value=value, limit=ib.value_limit, currency=currency
+        )
+        return 383, text
     return None

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kerastrader.brokers.ib.simulator.checks import TRAILING
 from kerastrader.brokers.ib.simulator.clock import parse_exec_time
 from kerastrader.brokers.ib.simulator.layouts import CONTRACT_FIELDS, UNSET_FLOAT, to_int
 from kerastrader.brokers.ib.wire import UNSET_DOUBLE, Out
@@ -47,10 +48,24 @@ class FillEngine:
     # ------------------------------------------------------------------ matching
 
     def match(
-        self, symbol: str, po: float, ph: float, pl: float, pc: float, volume: float, stamp: int
+        self,
+        symbol: str,
+        po: float,
+        ph: float,
+        pl: float,
+        pc: float,
+        volume: float,
+        stamp: int,
+        cap: tuple[float, float] | None = None,
     ) -> set[str]:
-        """Try every working order on ``symbol`` against one bar; the symbols that traded."""
+        """Try every working order on ``symbol`` against one bar; the symbols that traded.
+
+        ``cap``: (high, low) that slippage may not pass and whose range ``slippage_range``
+        scales, when it is not the bar's own (the IB-like mode's 5-second bars slip as their
+        file bar does, so a fill matches the backtest's).
+        """
         step = self.gw.market.step
+        ch, cl = cap if cap is not None else (ph, pl)
         traded: set[str] = set()
         for order in self.gw.book.by_seq():
             if (
@@ -59,12 +74,13 @@ class FillEngine:
                 or not order.transmitted
                 or not order.active
                 or order.eligible_step > step
+                or order.why_held
             ):
                 continue
-            if order.order_type == "TRAIL" and order.stop is None:
+            if order.order_type in TRAILING and order.stop is None:
                 order.stop = pc + order.trail_amount(pc) * (1 if order.buy else -1)
                 continue
-            price = self.try_exec(order, po, ph, pl, pc)
+            price = self.try_exec(order, po, ph, pl, pc, ch, cl)
             if price is not None:
                 size = order.remaining
                 if self.volume_perc:
@@ -72,7 +88,7 @@ class FillEngine:
                 if size > 0:
                     self.execute(order, price, size, stamp)
                     traded.add(symbol)
-            if not order.done and order.order_type == "TRAIL":
+            if not order.done and order.order_type in TRAILING and not order.triggered:
                 trail_adjust(order, pc)
         return traded
 
@@ -91,38 +107,53 @@ class FillEngine:
             return price
         return max(price - amount, pmin)
 
-    def try_exec(self, order: Order, po: float, ph: float, pl: float, pc: float) -> float | None:
+    def try_exec(
+        self, order: Order, po: float, ph: float, pl: float, pc: float, ch: float, cl: float
+    ) -> float | None:
         """Backtrader BackBroker's matching (``_try_exec_*``) with CostBroker's slippage.
 
         As configured by ``kerastrader.strategies.costs.configure_broker``: fills at the open
-        slip (``slip_open``), slipped prices are capped at the bar's high/low or the limit
-        (``slip_match``), a limit touched inside the bar fills at the limit without slippage.
+        slip (``slip_open``), slipped prices are capped at the high/low ``ch``/``cl`` or the
+        limit (``slip_match``), a limit touched inside the bar fills at the limit without
+        slippage. A TRAIL LIMIT is a trailing STP LMT whose limit is its stop -/+ the offset.
         """
-        rng = ph - pl if ph - pl > 0 else 0.0
+        rng = ch - cl if ch - cl > 0 else 0.0
         kind = order.order_type
         if kind == "MKT":
-            return self.slip_up(ph, po, rng) if order.buy else self.slip_down(pl, po, rng)
-        if kind == "LMT" or (kind == "STP LMT" and order.triggered):
-            return self.exec_limit(order.buy, po, ph, pl, order.lmt, rng)
+            return self.slip_up(ch, po, rng) if order.buy else self.slip_down(cl, po, rng)
+        if kind == "LMT" or (kind in ("STP LMT", "TRAIL LIMIT") and order.triggered):
+            return self.exec_limit(order.buy, po, ph, pl, order.lmt, rng, ch, cl)
         stop = order.stop
         if stop is None:
             return None
         if kind in ("STP", "TRAIL"):
             if order.buy:
                 if po >= stop:
-                    return self.slip_up(ph, po, rng)
+                    return self.slip_up(ch, po, rng)
                 if ph >= stop:
-                    return self.slip_up(ph, stop, rng)
+                    return self.slip_up(ch, stop, rng)
             else:
                 if po <= stop:
-                    return self.slip_down(pl, po, rng)
+                    return self.slip_down(cl, po, rng)
                 if pl <= stop:
-                    return self.slip_down(pl, stop, rng)
+                    return self.slip_down(cl, stop, rng)
             return None
-        return self.exec_stop_limit(order, po, ph, pl, pc, stop, rng)
+        if kind == "TRAIL LIMIT":
+            offset = order.lmt_offset or 0.0
+            order.lmt = stop + offset if order.buy else stop - offset
+        return self.exec_stop_limit(order, po, ph, pl, pc, stop, rng, ch, cl)
 
     def exec_stop_limit(
-        self, order: Order, po: float, ph: float, pl: float, pc: float, stop: float, rng: float
+        self,
+        order: Order,
+        po: float,
+        ph: float,
+        pl: float,
+        pc: float,
+        stop: float,
+        rng: float,
+        ch: float,
+        cl: float,
     ) -> float | None:
         """STP LMT, not triggered yet: Backtrader's ``_try_exec_stoplimit``."""
         limit = order.lmt
@@ -130,39 +161,47 @@ class FillEngine:
         if order.buy:
             if po >= stop:
                 order.triggered = True
-                return self.exec_limit(True, po, ph, pl, limit, rng)
+                return self.exec_limit(True, po, ph, pl, limit, rng, ch, cl)
             if ph >= stop:
                 order.triggered = True
                 if po > pc:
                     if limit >= stop:
-                        return self.slip_up(ph, stop, rng)
+                        return self.slip_up(ch, stop, rng)
                     if limit >= pc:
                         return limit
                 elif limit >= stop:
-                    return self.slip_up(ph, stop, rng)
+                    return self.slip_up(ch, stop, rng)
         else:
             if po <= stop:
                 order.triggered = True
-                return self.exec_limit(False, po, ph, pl, limit, rng)
+                return self.exec_limit(False, po, ph, pl, limit, rng, ch, cl)
             if pl <= stop:
                 order.triggered = True
                 if po <= pc:
                     if limit <= stop:
-                        return self.slip_down(pl, stop, rng)
+                        return self.slip_down(cl, stop, rng)
                     if limit <= pc:
                         return limit
                 elif limit <= stop:
-                    return self.slip_down(pl, stop, rng)
+                    return self.slip_down(cl, stop, rng)
         return None
 
     def exec_limit(
-        self, buy: bool, po: float, ph: float, pl: float, limit: float | None, rng: float
+        self,
+        buy: bool,
+        po: float,
+        ph: float,
+        pl: float,
+        limit: float | None,
+        rng: float,
+        ch: float,
+        cl: float,
     ) -> float | None:
         if limit is None:
             return None
         if buy:
             if limit >= po:  # opened at or below the limit: buy at the (slipped) open
-                return self.slip_up(min(ph, limit), po, rng)
+                return self.slip_up(min(ch, limit), po, rng)
             return limit if limit >= pl else None
         if limit <= po:  # Backtrader caps a sell's slipped open at the limit itself
             return self.slip_down(limit, po, rng)
@@ -220,23 +259,58 @@ class FillEngine:
                 "fill %s: order %s %s %g %s @ %.4f, commission %.4f",
                 exec_id, order.order_id, fill["side"], piece, order.symbol, price, commission,
             )  # fmt: skip
-            if conn is not None:
-                gw.send(conn, *self.exec_fields(-1, fill, order))
-                gw.send(conn, *self.commission_fields(fill))
-            # IB has no "PartiallyFilled" status: a part-filled order stays Submitted (with
-            # filled/remaining), which keeps ib_async's Trade.isActive() true.
-            if order.remaining <= 1e-9:
-                gw.book.set_status(order, "Filled")
-            elif order.status != "Submitted":
-                gw.book.set_status(order, "Submitted")
-            else:
-                gw.book.send_status(order)
+            if gw.ib is None:
+                if conn is not None:
+                    gw.send(conn, *self.exec_fields(-1, fill, order))
+                    gw.send(conn, *self.commission_fields(fill))
+                self.report_status(order)
+            else:  # as IB usually reports a fill: status, execution, commission a bit later
+                self.report_status(order)
+                if conn is not None:
+                    gw.send(conn, *self.exec_fields(-1, fill, order))
+                self.report_commission(order.client_id, fill)
         if order.status == "Filled":
             gw.book.after_fill(order)
 
+    def report_status(self, order: Order) -> None:
+        """The order's status after an execution.
+
+        IB has no "PartiallyFilled" status: a part-filled order stays Submitted (with
+        filled/remaining), which keeps ib_async's Trade.isActive() true."""
+        book = self.gw.book
+        if order.remaining <= 1e-9:
+            book.set_status(order, "Filled")
+        elif order.status != "Submitted":
+            book.set_status(order, "Submitted")
+        else:
+            book.send_status(order)
+
+    def report_commission(self, client_id: int, fill: dict) -> None:
+        """IB-like: the commission report ``IBLike.commission_delay`` seconds later."""
+        gw = self.gw
+
+        def send() -> None:
+            conn = gw.conn_of(client_id)
+            if conn is not None:
+                gw.send(conn, *self.commission_fields(fill))
+
+        delay = gw.ib.commission_delay if gw.ib is not None else 0.0
+        if delay > 0 and gw.loop is not None:
+            gw.loop.call_later(delay, send)
+        else:
+            send()
+
+    def exec_time(self, fill: dict) -> str:
+        """An execution's time as IB writes it: UTC, or the exchange's zone when IB-like."""
+        calendar = getattr(self.gw.market, "calendar", None)
+        if calendar is None:
+            return fill["time"].strftime("%Y%m%d %H:%M:%S") + " UTC"
+        stamp = calendar.local(fill["time"].timestamp())
+        return stamp.strftime("%Y%m%d %H:%M:%S ") + calendar.time_zone
+
     def exec_fields(self, req_id: int, fill: dict, order: Order | None = None) -> list[Any]:
         contract = self.gw.market.contract(fill["symbol"])
-        stamp = fill["time"].strftime("%Y%m%d %H:%M:%S") + " UTC"
+        stamp = self.exec_time(fill)
         liquidity = 1 if order is not None and order.order_type == "LMT" else 2
         return [
             Out.EXECUTION_DATA, req_id, fill["orderId"],
@@ -259,6 +333,11 @@ class FillEngine:
         client_id, acct, since, symbol, sec_type, _exchange, side = (fields + [""] * 10)[3:10]
         side_code = {"BUY": "BOT", "SELL": "SLD"}.get(side.upper(), side.upper())
         start = parse_exec_time(since)
+        if self.gw.ib is not None and self.gw.ib.executions_today_only:
+            today = dt.datetime.fromtimestamp(
+                self.gw.market.calendar.midnight(self.gw.market.now()), dt.UTC
+            )
+            start = today if start is None else max(start, today)
         for fill in self.gw.fills:
             if (
                 (to_int(client_id) and fill["clientId"] != to_int(client_id))

@@ -20,11 +20,12 @@ from typing import Any
 import pandas as pd
 
 from kerastrader.brokers.ib.simulator.account import Ledger
+from kerastrader.brokers.ib.simulator.exchange import ExchangeMarket
 from kerastrader.brokers.ib.simulator.fills import FillEngine
 from kerastrader.brokers.ib.simulator.layouts import to_int
 from kerastrader.brokers.ib.simulator.market import Market
 from kerastrader.brokers.ib.simulator.orders import OrderBook
-from kerastrader.brokers.ib.simulator.scenarios import CLIENT_ID_IN_USE_TEXT, Faults
+from kerastrader.brokers.ib.simulator.scenarios import CLIENT_ID_IN_USE_TEXT, Faults, IBLike
 from kerastrader.brokers.ib.wire import (
     SERVER_VERSION,
     FrameReader,
@@ -77,10 +78,11 @@ class SimulatedGateway:
     volume); rows before ``history`` are history, the rest is replayed. ``broker`` is the
     project's ``[broker]`` config section (missing keys take :data:`DEFAULT_BROKER`'s values);
     the starting cash is ``cash``. See the package docstring for the replay and order rules.
+    With ``ib=IBLike()`` the gateway behaves as a real IB Gateway does where that differs
+    from the happy path (:class:`~kerastrader.brokers.ib.simulator.scenarios.IBLike`).
     """
 
     currency = "USD"
-    min_tick = 0.01
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class SimulatedGateway:
         lockstep: bool = True,
         speed: float = 0.0,
         next_order_id: int = 1,
+        ib: IBLike | None = None,
     ) -> None:
         if not bars:
             raise ValueError("bars is empty: the gateway needs at least one symbol")
@@ -110,9 +113,13 @@ class SimulatedGateway:
         self.lockstep = lockstep
         self.speed = speed
         self.broker = {**DEFAULT_BROKER, **(broker or {})}
+        self.ib = ib
+        self.min_tick = ib.min_tick if ib is not None else 0.01
         self.lock = threading.Lock()
         self.finished = threading.Event()
-        self.market = Market(self, bars, history)
+        self.market = (
+            Market(self, bars, history) if ib is None else ExchangeMarket(self, bars, history, ib)
+        )
         self.book = OrderBook(self, next_order_id)
         self.engine = FillEngine(self, self.broker)
         self.ledger = Ledger(self, cash)
@@ -176,6 +183,12 @@ class SimulatedGateway:
         if self.loop is None or self.loop.is_closed():
             raise RuntimeError("the gateway is not running")
         self.loop.call_soon_threadsafe(fn, *args)
+
+    def connectivity(self, code: int) -> None:
+        """IB-like mode: send 1100 (lost), 1101 or 1102 (restored) with the socket open."""
+        if not isinstance(self.market, ExchangeMarket):
+            raise RuntimeError("connectivity events need the IB-like mode (ib=IBLike())")
+        self.call(self.market.connectivity, code)
 
     def run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -310,6 +323,8 @@ class SimulatedGateway:
         """Write one message; True if it left the gateway (the connection was open)."""
         if conn.closed:
             return False
+        if self.market.hold_out(conn, fields):
+            return True
         conn.writer.write(encode_fields(*fields))
         self.sent += 1
         if log.isEnabledFor(logging.DEBUG):
@@ -344,6 +359,8 @@ class SimulatedGateway:
             return
         if not conn.ready and msg_id != In.START_API:
             log.warning("%r: message %s before startApi ignored", conn, msg_id)
+            return
+        if self.market.hold_in(conn, fields):
             return
         handler = self.handlers().get(msg_id)
         if handler is None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONID_BASE = 700_000  # conIds are CONID_BASE + 1, + 2, ... in the order of ``bars``
-ORDER_TYPES_TEXT = "LMT,MKT,STP,STP LMT,TRAIL"
+ORDER_TYPES_TEXT = "LMT,MKT,STP,STP LMT,TRAIL,TRAIL LIMIT"
 EXCHANGE = "SMART"
 
 
@@ -77,6 +77,7 @@ class Market:
         self.awaiting_ack = False
         self.step_conns: set[Connection] = set()
         self.hist_requests = 0
+        self.primary = ""  # primaryExchange in contract details
 
     @property
     def done(self) -> bool:
@@ -126,7 +127,7 @@ class Market:
             1,  # priceMagnifier
             0,  # underConId
             f"{symbol} (simulated)",  # longName
-            "", "", "", "", "",  # primaryExchange, contractMonth, industry, category, subcat.
+            self.primary, "", "", "", "",  # primaryExchange, contractMonth, industry, ...
             *self.hours_fields(symbol),  # timeZoneId, tradingHours, liquidHours
             "", "",  # evRule, evMultiplier
             0,  # secIdList
@@ -229,6 +230,14 @@ class Market:
             self.awaiting_ack = False
             self.release_wanted = True
         self.gw.clock_moved()
+
+    def hold_out(self, conn: Connection, fields: tuple[Any, ...]) -> bool:
+        """Whether a message waits for a connectivity restore (only in the IB-like mode)."""
+        return False
+
+    def hold_in(self, conn: Connection, fields: list[str]) -> bool:
+        """Whether a request waits for a connectivity restore (only in the IB-like mode)."""
+        return False
 
     def on_cancel_real_time_bars(self, conn: Connection, fields: list[str]) -> None:
         conn.bar_subs.pop(to_int(fields[2]), None)

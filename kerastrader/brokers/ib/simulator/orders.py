@@ -15,11 +15,13 @@ permId, without which it never emits ``commissionReportEvent``) and an ``orderSt
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kerastrader.brokers.ib.simulator.checks import refusal
+from kerastrader.brokers.ib.simulator import timing
+from kerastrader.brokers.ib.simulator.checks import TRAILING, ib_refusal, refusal
 from kerastrader.brokers.ib.simulator.clock import ib_time
 from kerastrader.brokers.ib.simulator.layouts import (
     CONTRACT_FIELDS,
@@ -72,6 +74,11 @@ class Order:
     avg_price: float = 0.0
     last_price: float = 0.0
     completed_time: str = ""
+    initial_stop: float | None = None  # TRAIL, TRAIL LIMIT: trailStopPrice as sent
+    lmt_offset: float | None = None  # TRAIL LIMIT: the limit's distance from the stop
+    held_for_open: bool = False  # IB-like: reached the exchange outside regular hours
+    why_held: str = ""  # IB-like: "locate" while a short sale waits for shares
+    locate_left: int | None = None  # 5-second bars until the shares are found
 
     @property
     def buy(self) -> bool:
@@ -83,7 +90,7 @@ class Order:
 
     @property
     def done(self) -> bool:
-        return self.status in DONE
+        return self.status in DONE and not self.why_held
 
     def trail_amount(self, price: float) -> float:
         if self.trailing_percent is not None:
@@ -180,18 +187,27 @@ class OrderBook:
             parent_id=record["parentId"],
             transmit=record["transmit"],
             oca_group=record["ocaGroup"],
+            initial_stop=opt_float(raw.get("trailStopPrice", "")),
+            lmt_offset=opt_float(raw.get("lmtPriceOffset", "")),
         )
         with gw.lock:
             self.orders[(client_id, order_id)] = order
         refused = refusal(order) if symbol is not None else (200, NO_DEFINITION_TEXT)
         if self.new_orders in gw.faults.reject_orders and symbol is not None:
             refused = 201, REJECT_TEXT
+        if refused is None and gw.ib is not None:
+            refused = self.ib_refusal(order)
         if refused is not None:
             self.reject(conn, order, *refused)
         elif order.transmit:
             self.transmit_group(order)
         else:
             log.info("order %s held until its group is transmitted", order.order_id)
+
+    def ib_refusal(self, order: Order) -> tuple[int, str] | None:
+        price = order.lmt or order.aux if order.order_type not in TRAILING else None
+        price = price or self.gw.market.last_close(order.symbol)
+        return ib_refusal(order, self.gw.ib, price, self.gw.currency)
 
     def reject(self, conn: Connection, order: Order, code: int, text: str) -> None:
         log.info("order %s rejected: %s %s", order.order_id, code, text)
@@ -236,13 +252,28 @@ class OrderBook:
         if record["totalQuantity"] < order.filled:
             self.gw.error(conn, order.order_id, 201, "Order rejected - reason: quantity < filled")
             return
+        changed = dataclasses.replace(
+            order, quantity=record["totalQuantity"], lmt=record["lmtPrice"],
+            aux=record["auxPrice"], trailing_percent=record["trailingPercent"],
+            initial_stop=opt_float(raw.get("trailStopPrice", "")),
+            lmt_offset=opt_float(raw.get("lmtPriceOffset", "")),
+        )  # fmt: skip
+        refused = self.ib_refusal(changed) if self.gw.ib is not None else None
+        if refused is not None:  # the modification is refused; the order works on unchanged
+            log.info("order %s: modification refused: %s %s", order.order_id, *refused)
+            self.gw.error(conn, order.order_id, *refused)
+            return
+        moved = changed.initial_stop is not None and changed.initial_stop != order.initial_stop
         order.raw = raw
+        order.initial_stop, order.lmt_offset = changed.initial_stop, changed.lmt_offset
         order.quantity = record["totalQuantity"]
         order.lmt, order.aux = record["lmtPrice"], record["auxPrice"]
         if order.order_type in ("STP", "STP LMT") and order.aux is not None:
             order.stop = order.aux
         order.trailing_percent = record["trailingPercent"]
         order.oca_group = record["ocaGroup"]
+        if order.order_type in TRAILING and moved:
+            order.stop = order.initial_stop  # a new trailStopPrice moves the working stop
         log.info("order %s modified", order.order_id)
         if not order.transmitted:
             order.transmit = record["transmit"]
@@ -272,23 +303,26 @@ class OrderBook:
                 self.set_status(order, "Cancelled")
                 continue
             order.active = parent is None or parent.status == "Filled"
+            if self.gw.ib is not None:
+                timing.on_transmit(self, order)
             if order.order_type in ("STP", "STP LMT"):
                 order.stop = order.aux
-            elif order.order_type == "TRAIL" and order.active:
+            elif order.order_type in TRAILING and order.active:
                 order.stop = self.initial_trail(order)  # a child starts trailing when active
             self.send_open_order(order, self.placed_status(order))
             self.set_status(order, self.placed_status(order))
 
     def placed_status(self, order: Order) -> str:
         """Submitted for orders working at the "exchange"; PreSubmitted for held ones."""
-        if not order.active or order.order_type in ("STP", "STP LMT", "TRAIL"):
-            return "PreSubmitted"
-        return "Submitted"
+        if not order.active or order.order_type in ("STP", "STP LMT", *TRAILING):
+            status = "PreSubmitted"
+        else:
+            status = "Submitted"
+        return status if self.gw.ib is None else timing.status_for(order, status)
 
     def initial_trail(self, order: Order) -> float | None:
-        initial = opt_float(order.raw.get("trailStopPrice", ""))
-        if initial is not None:
-            return initial
+        if order.initial_stop is not None:
+            return order.initial_stop
         close = self.gw.market.last_close(order.symbol)
         if close is None:
             return None  # no price yet: set from the first bar's close
@@ -302,7 +336,7 @@ class OrderBook:
             if other.parent_id == order.order_id and other.transmitted:
                 other.active = True  # a bracket child works from the next bar on
                 other.eligible_step = self.gw.market.step + 1
-                if other.order_type == "TRAIL" and other.stop is None:
+                if other.order_type in TRAILING and other.stop is None:
                     other.stop = self.initial_trail(other)
                 self.set_status(other, self.placed_status(other))
             elif order.parent_id and other.parent_id == order.parent_id:
@@ -357,20 +391,20 @@ class OrderBook:
         log.debug("order %s -> %s", order.order_id, status)
         self.send_status(order)
 
-    def send_status(self, order: Order, why_held: str = "") -> None:
+    def send_status(self, order: Order) -> None:
         conn = self.gw.conn_of(order.client_id)
         if conn is None:
             return
         self.gw.send(
             conn, Out.ORDER_STATUS, order.order_id, order.status, order.filled, order.remaining,
             order.avg_price, order.perm_id, order.parent_id, order.last_price, order.client_id,
-            why_held, 0,
+            order.why_held, 0,
         )  # fmt: skip
 
     def order_raw(self, order: Order) -> dict[str, Any]:
         raw = dict(order.raw)
         raw.update(clientId=order.client_id, permId=order.perm_id)
-        if order.order_type == "TRAIL" and order.stop is not None:
+        if order.order_type in TRAILING and order.stop is not None:
             raw["trailStopPrice"] = order.stop
         return raw
 
@@ -409,6 +443,17 @@ class OrderBook:
                 self.gw.send(conn, *completed_order_fields(order.contract, raw, state))
         self.gw.send(conn, Out.COMPLETED_ORDERS_END)
 
+    # ------------------------------------------------------------------ IB-like timing
+
+    def session_opened(self) -> None:
+        timing.session_opened(self)
+
+    def session_closed(self) -> None:
+        timing.session_closed(self)
+
+    def step_done(self) -> None:
+        timing.step_done(self)
+
     def states(self) -> list[dict]:
         """Status of every order the gateway accepted, in placement order."""
         return [
@@ -421,6 +466,9 @@ class OrderBook:
                 "filled": o.filled,
                 "remaining": o.remaining,
                 "avgFillPrice": o.avg_price,
+                "lmtPrice": o.lmt,
+                "auxPrice": o.aux,
+                "whyHeld": o.why_held,
             }
             for o in self.by_seq()
         ]
