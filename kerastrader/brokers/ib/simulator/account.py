@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from kerastrader.brokers.ib.simulator.layouts import CONTRACT_FIELDS, UNSET_FLOAT, to_int
+from kerastrader.brokers.ib.simulator.layouts import (
+    CONTRACT_FIELDS,
+    UNSET_FLOAT,
+    open_order_fields,
+    to_int,
+)
+from kerastrader.brokers.ib.simulator.scenarios import NO_DEFINITION_TEXT
 from kerastrader.brokers.ib.wire import Out
 
 if TYPE_CHECKING:
@@ -133,6 +139,36 @@ class Ledger:
                 self.send_account_multi(conn, req_id, account, end=False)
 
     # ------------------------------------------------------------------ requests
+
+    def what_if(self, conn: Connection, order_id: int, parsed: dict[str, Any]) -> None:
+        """Answer a what-if order: commission and the order's value as its margin impact."""
+        gw = self.gw
+        raw = dict(parsed["order"])
+        symbol = gw.market.lookup([parsed["contract"][k] for k in CONTRACT_FIELDS])
+        if symbol is None:
+            gw.error(conn, order_id, 200, NO_DEFINITION_TEXT)
+            return
+        qty = float(raw["totalQuantity"] or 0)
+        price = gw.market.last_close(symbol) or 0.0
+        value = qty * price
+        equity = self.net_liquidation()
+        comminfo = gw.engine.comminfo
+        state = {
+            "status": "PreSubmitted",
+            "initMarginBefore": "0",
+            "maintMarginBefore": "0",
+            "equityWithLoanBefore": f"{equity:.2f}",
+            "initMarginChange": f"{value:.2f}",
+            "maintMarginChange": f"{value:.2f}",
+            "equityWithLoanChange": "0",
+            "initMarginAfter": f"{value:.2f}",
+            "maintMarginAfter": f"{value:.2f}",
+            "equityWithLoanAfter": f"{equity:.2f}",
+            "commission": comminfo.getcommission(qty, price) if qty and price else 0.0,
+            "commissionCurrency": gw.currency,
+        }
+        raw.update(clientId=conn.client_id or 0, permId=0)
+        gw.send(conn, *open_order_fields(order_id, gw.market.contract(symbol), raw, state))
 
     def on_req_positions(self, conn: Connection, fields: list[str]) -> None:
         conn.positions_sub = True

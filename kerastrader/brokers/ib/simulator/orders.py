@@ -151,7 +151,7 @@ class OrderBook:
         raw, order_id = parsed["order"], to_int(parsed["orderId"])
         client_id = conn.client_id or 0
         if raw.get("whatIf") not in ("", "0", None):
-            self.what_if(conn, order_id, parsed)
+            gw.ledger.what_if(conn, order_id, parsed)
             return
         symbol = gw.market.lookup([parsed["contract"][k] for k in CONTRACT_FIELDS])
         record = order_record(
@@ -213,36 +213,6 @@ class OrderBook:
         log.info("order %s rejected: %s %s", order.order_id, code, text)
         self.gw.error(conn, order.order_id, code, text)
         self.set_status(order, "Cancelled")
-
-    def what_if(self, conn: Connection, order_id: int, parsed: dict[str, Any]) -> None:
-        """Answer a what-if order: commission and the order's value as its margin impact."""
-        gw = self.gw
-        raw = dict(parsed["order"])
-        symbol = gw.market.lookup([parsed["contract"][k] for k in CONTRACT_FIELDS])
-        if symbol is None:
-            gw.error(conn, order_id, 200, NO_DEFINITION_TEXT)
-            return
-        qty = float(raw["totalQuantity"] or 0)
-        price = gw.market.last_close(symbol) or 0.0
-        value = qty * price
-        equity = gw.ledger.net_liquidation()
-        comminfo = gw.engine.comminfo
-        state = {
-            "status": "PreSubmitted",
-            "initMarginBefore": "0",
-            "maintMarginBefore": "0",
-            "equityWithLoanBefore": f"{equity:.2f}",
-            "initMarginChange": f"{value:.2f}",
-            "maintMarginChange": f"{value:.2f}",
-            "equityWithLoanChange": "0",
-            "initMarginAfter": f"{value:.2f}",
-            "maintMarginAfter": f"{value:.2f}",
-            "equityWithLoanAfter": f"{equity:.2f}",
-            "commission": comminfo.getcommission(qty, price) if qty and price else 0.0,
-            "commissionCurrency": gw.currency,
-        }
-        raw.update(clientId=conn.client_id or 0, permId=0)
-        gw.send(conn, *open_order_fields(order_id, gw.market.contract(symbol), raw, state))
 
     def modify(self, conn: Connection, order: Order, record: dict, raw: dict) -> None:
         if order.done:
