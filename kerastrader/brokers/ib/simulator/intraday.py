@@ -147,20 +147,16 @@ def combine(
     )
 
 
-BAR_SIZES = {"secs": 1, "sec": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600}
-LEGAL_SECONDS = {1, 5, 10, 15, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600, 7200, 10800,
-                 14400, 28800}  # fmt: skip
+# IB's legal barSizeSetting values (its error text lists them), in seconds; W and M are left out.
+BAR_SIZES = {
+    "1 secs": 1, "5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30,
+    "1 min": 60, "2 mins": 120, "3 mins": 180, "5 mins": 300, "10 mins": 600,
+    "15 mins": 900, "20 mins": 1200, "30 mins": 1800,
+    "1 hour": 3600, "2 hours": 7200, "3 hours": 10800, "4 hours": 14400, "8 hours": 28800,
+    "1 day": 86_400,
+}  # fmt: skip
 
 
 def bar_size_seconds(text: str) -> int | None:
     """IB's barSizeSetting in seconds (``"1 day"`` -> 86400), None when IB would refuse it."""
-    number, _, unit = text.strip().partition(" ")
-    unit = unit.strip().lower()
-    try:
-        n = int(number)
-    except ValueError:
-        return None
-    if unit == "day" and n == 1:
-        return 86_400
-    seconds = n * BAR_SIZES.get(unit, 0)
-    return seconds if seconds in LEGAL_SECONDS else None
+    return BAR_SIZES.get(" ".join(text.split()))
