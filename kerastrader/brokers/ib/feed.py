@@ -22,11 +22,19 @@ from collections import deque
 
 import backtrader as bt
 
-from kerastrader.brokers.ib.store import Bar, IBStore
+from kerastrader.brokers.ib.store import Bar, HistoryRefused, IBStore
+from kerastrader.errors import KerastraderError
 
 log = logging.getLogger(__name__)
 
 DAY = 86_400
+# IB's legal barSizeSetting spellings (below a day), by bar length in seconds.
+BAR_SIZES = {
+    1: "1 secs", 5: "5 secs", 10: "10 secs", 15: "15 secs", 30: "30 secs",
+    60: "1 min", 120: "2 mins", 180: "3 mins", 300: "5 mins", 600: "10 mins", 900: "15 mins",
+    1200: "20 mins", 1800: "30 mins", 3600: "1 hour", 7200: "2 hours", 10800: "3 hours",
+    14400: "4 hours", 28800: "8 hours",
+}  # fmt: skip
 
 
 def bucket_seconds(timeframe: int, compression: int) -> int:
@@ -45,11 +53,12 @@ def history_request(warmup: int, bucket: int) -> tuple[str, str]:
         days = math.ceil(warmup * 7 / 5 * 1.1) + 10  # calendar days for that many sessions
         duration = f"{math.ceil(days / 365)} Y" if days > 365 else f"{days} D"
         return duration, "1 day"
+    if bucket not in BAR_SIZES:
+        legal = ", ".join(f"{s} s" for s in BAR_SIZES)
+        raise KerastraderError(f"IB has no {bucket}-second bars; bar sizes it serves: {legal}")
     seconds = warmup * bucket
     duration = f"{math.ceil(seconds / DAY) + 1} D" if seconds > DAY else f"{max(seconds, 60)} S"
-    minutes = bucket // 60
-    size = f"{minutes} min" if minutes != 1 else "1 min"
-    return duration, size if bucket >= 60 else f"{bucket} secs"
+    return duration, BAR_SIZES[bucket]
 
 
 class Aggregator:
@@ -122,7 +131,12 @@ class IBData(bt.feed.DataBase):
         """Bars completed while disconnected come from history, then live bars resume."""
         store: IBStore = self.p.store
         duration, size = history_request(50, self.bucket)
-        for bar in store.history(self.contract, duration, size):
+        try:
+            bars = store.history(self.contract, duration, size)
+        except HistoryRefused as exc:  # live bars go on; the gap stays a gap
+            log.error("%s: no backfill after the reconnect: %s", self._name, exc)
+            return
+        for bar in bars:
             if bar.time > self.last_time:
                 self._backfill.append(bar)
 

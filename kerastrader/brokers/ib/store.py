@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from kerastrader.brokers.ib.messages import Meaning, classify, market_data_line
 from kerastrader.brokers.ib.pacing import HistoricalPacer
 from kerastrader.brokers.safety import check_account, check_port
 from kerastrader.errors import KerastraderError
@@ -32,9 +33,14 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED = (1101, 1102)
-PACING_VIOLATION = 162
 PACING_RETRIES = 4
+HISTORY_TIMEOUT = 60.0  # seconds ib_async waits for one history answer (then: empty list)
+PACING_WAIT_LIMIT = 120.0  # seconds of pacing waits before a history request gives up
 REJECTIONS = {103, 110, 135, 161, 201, 203, 387, 10148}  # order errors that mean "rejected"
+DATA_ERRORS = frozenset(
+    {Meaning.PACING, Meaning.NO_PERMISSIONS, Meaning.NO_DATA, Meaning.HISTORY_CANCELLED,
+     Meaning.HISTORY_ERROR, Meaning.MARKET_DATA, Meaning.UNKNOWN_CONTRACT}
+)  # fmt: skip
 
 
 def _ib_module():
@@ -48,6 +54,19 @@ def _ib_module():
 
 class ConnectionFailed(KerastraderError):
     pass
+
+
+class HistoryRefused(KerastraderError):
+    """IB gave no historical bars: permissions, no data, pacing beyond the bound, a timeout."""
+
+
+def describe(contract: Any) -> str:
+    """A contract in one short phrase for an error line: ``ORCL (STK, SMART, USD)``."""
+    name = getattr(contract, "localSymbol", "") or getattr(contract, "symbol", "?")
+    kind = getattr(contract, "secType", "")
+    exchange = getattr(contract, "exchange", "")
+    currency = getattr(contract, "currency", "")
+    return f"{name} ({', '.join(x for x in (kind, exchange, currency) if x)})"
 
 
 @dataclass
@@ -75,6 +94,8 @@ class IBStore:
         lockstep: bool = False,
         reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
         max_reconnects: int = 20,
+        history_timeout: float = HISTORY_TIMEOUT,
+        pacing_wait_limit: float = PACING_WAIT_LIMIT,
     ) -> None:
         check_port(port, live)
         self.host, self.port, self.client_id = host, port, client_id
@@ -83,6 +104,9 @@ class IBStore:
         self.lockstep = lockstep  # the simulated gateway: one bar per reqCurrentTime
         self.reconnect_delays = reconnect_delays
         self.max_reconnects = max_reconnects
+        self.history_timeout = history_timeout  # seconds, one request
+        self.pacing_wait_limit = pacing_wait_limit  # seconds, all pacing waits of a request
+        self.details: dict[int, Any] = {}  # conId -> ib_async ContractDetails
         self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
         self.pacer = HistoricalPacer()
         self.account = ""
@@ -252,38 +276,70 @@ class IBStore:
 
     # -- data ------------------------------------------------------------------------------
     def qualify(self, contract: Any) -> Any:
+        """The contract as IB knows it (conId filled in); its details are kept in ``details``."""
         result = self.run(self.ib.qualifyContractsAsync(contract), timeout=self.timeout)
         if not result or result[0] is None:
-            raise KerastraderError(f"IB does not know the contract {contract}")
-        return result[0]
+            raise KerastraderError(f"IB does not know the contract {describe(contract)}")
+        qualified = result[0]
+        found = self.run(self._details(qualified), timeout=self.timeout)
+        if found:
+            self.details[qualified.conId] = found[0]
+        return qualified
+
+    async def _details(self, contract: Any) -> list[Any]:
+        return await self.ib.reqContractDetailsAsync(contract)
+
+    def min_tick(self, contract: Any) -> float:
+        """The contract's minimum price increment (contract details), 0 when unknown."""
+        details = self.details.get(getattr(contract, "conId", 0))
+        return float(getattr(details, "minTick", 0.0) or 0.0)
 
     def history(self, contract: Any, duration: str, bar_size: str, end: str = "") -> list[Bar]:
-        return self.run(self._history(contract, duration, bar_size, end), timeout=120)
+        """Historical bars, oldest first; :class:`HistoryRefused` when IB gives none."""
+        bound = (PACING_RETRIES + 1) * (self.history_timeout + 5) + self.pacing_wait_limit
+        return self.run(self._history(contract, duration, bar_size, end), timeout=bound)
 
     async def _history(self, contract: Any, duration: str, bar_size: str, end: str) -> list[Bar]:
         key = (contract.conId or contract.symbol, end, duration, bar_size, "TRADES")
-        for attempt in range(PACING_RETRIES):
+        waited = 0.0
+        for attempt in range(PACING_RETRIES + 1):
             await self.pacer.acquire(key)
-            errors: list[int] = []
+            errors: list[tuple[int, str]] = []
 
             def on_error(req_id, code, message, contract=None, _errors=errors):
-                if code == PACING_VIOLATION:
-                    _errors.append(code)
+                if req_id != -1 and classify(code, message) in DATA_ERRORS:
+                    _errors.append((code, message))
 
             self.ib.errorEvent += on_error
             try:
                 bars = await self.ib.reqHistoricalDataAsync(
-                    contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2
-                )
+                    contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2,
+                    timeout=self.history_timeout,
+                )  # fmt: skip
             finally:
                 self.ib.errorEvent -= on_error
                 self.pacer.done()
-            if not errors:
-                return [_bar(b) for b in bars or []]
+            if bars:
+                return [_bar(b) for b in bars]
+            refusal = next((e for e in errors if classify(*e) is not Meaning.PACING), None)
+            if refusal is not None:  # permissions, no data, unknown contract: asking again
+                raise HistoryRefused(market_data_line(describe(contract), *refusal))
+            if not errors:  # ib_async's own timeout, or an answer without bars
+                raise HistoryRefused(
+                    f"IB sent no historical bars for {describe(contract)} ({duration} of "
+                    f"{bar_size} bars) within {self.history_timeout:.0f} s"
+                )
             wait = self.pacer.identical_seconds * (attempt + 1)
+            if waited + wait > self.pacing_wait_limit or attempt == PACING_RETRIES:
+                break
             log.warning("IB pacing violation on a history request; retrying in %.0f s", wait)
             await asyncio.sleep(wait)
-        raise KerastraderError(f"IB refused historical data for {contract.symbol}: pacing")
+            waited += wait
+        raise HistoryRefused(
+            f"IB kept refusing historical data for {describe(contract)} with pacing violations "
+            f"(error 162) after {waited:.0f} s of waiting; make fewer history requests (IB "
+            "allows 60 in ten minutes, no identical one within 15 s) and start again"
+        )
 
     def subscribe(self, symbol: str, contract: Any, bar_size: int = 5) -> queue.Queue:
         q: queue.Queue = queue.Queue()
