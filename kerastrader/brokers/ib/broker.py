@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import queue
 import time
+from decimal import Decimal
 from typing import Any
 
 import backtrader as bt
@@ -32,6 +33,16 @@ from kerastrader.brokers.safety import Limits
 log = logging.getLogger(__name__)
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+TRAILING = ("TRAIL", "TRAIL LIMIT")
+
+
+def to_tick(price: float, tick: float) -> float:
+    """``price`` on the contract's price grid (the nearest multiple of ``tick``); with no
+    known tick, to 6 decimals. IB refuses an order price off the grid (error 110)."""
+    if not tick or tick <= 0:
+        return round(price, 6)
+    step = Decimal(repr(float(tick)))
+    return float((Decimal(repr(float(price))) / step).quantize(Decimal(1)) * step)
 
 
 class IBBroker(bt.BrokerBase):
@@ -61,6 +72,7 @@ class IBBroker(bt.BrokerBase):
         self.unsent: list[str] = []
         self.latencies: list[float] = []  # seconds from bar arrival to placeOrder, per order
         self.errors: list[tuple[int, int, str]] = []
+        self.before_change: dict[str, dict[str, Any]] = {}  # ref -> prices before a modify
 
     # -- Backtrader's broker interface -----------------------------------------------------
     def start(self) -> None:
@@ -179,25 +191,41 @@ class IBBroker(bt.BrokerBase):
     def modify(self, order: bt.Order, price: float | None = None, size: float | None = None,
                plimit: float | None = None) -> None:  # fmt: skip
         """Change a working order's price or size: IB modifies an order when the same order id
-        is placed again. Backtrader has no modify call, so strategies call this directly."""
+        is placed again. Backtrader has no modify call, so strategies call this directly.
+
+        ``price`` is the limit of a limit order, the stop of a stop, stop-limit or trailing
+        order (a trailing order's current stop, ``trailStopPrice``; its trail is unchanged),
+        ``plimit`` the limit of a stop-limit. If IB refuses the change, the order works on as
+        it was and the strategy's order keeps its old prices."""
         ref = order.info.get("ib_ref")
         ib_order = self.ib_orders.get(ref)
         if ib_order is None or not order.alive():
             raise ValueError(f"order {order.ref} is not a working IB order")
+        tick = self._tick(order.data)
+        self.before_change[ref] = {
+            "created": (order.created.price, order.created.pricelimit, order.created.size),
+            **{k: getattr(ib_order, k) for k in ("totalQuantity", "lmtPrice", "auxPrice",
+                                                 "trailStopPrice")},
+        }  # fmt: skip
         if size is not None:
             ib_order.totalQuantity = abs(size)
         if price is not None:
-            if ib_order.orderType in ("LMT",):
-                ib_order.lmtPrice = round(price, 6)
+            if ib_order.orderType == "LMT":
+                ib_order.lmtPrice = to_tick(price, tick)
+            elif ib_order.orderType in TRAILING:
+                ib_order.trailStopPrice = to_tick(price, tick)
             else:
-                ib_order.auxPrice = round(price, 6)
+                ib_order.auxPrice = to_tick(price, tick)
             order.created.price = price
         if plimit is not None:
-            ib_order.lmtPrice = round(plimit, 6)
+            ib_order.lmtPrice = to_tick(plimit, tick)
             order.created.pricelimit = plimit
         self.journal.record_status(ref, "PendingModify", why=f"price={price} size={size}")
         if not self.p.dry_run:
             self.store.place(self._contract(order.data), ib_order)
+
+    def _tick(self, data) -> float:
+        return self.store.min_tick(self._contract(data))
 
     # -- sending ---------------------------------------------------------------------------
     def _submit(self, order: bt.Order) -> bt.Order:
@@ -212,6 +240,9 @@ class IBBroker(bt.BrokerBase):
         signed = order.created.size if order.isbuy() else -abs(order.created.size)
         reason = self.limits.check_order(data._name, signed, price, self.positions[data].size)
         parent_ref = order.parent.info.get("ib_ref") if order.parent is not None else None
+        if order.parent is not None and not order.parent.alive():
+            # A child of a refused parent would go out with parentId 0: a naked stop or limit.
+            reason = f"its parent order {parent_ref} was refused"
         ib_order = self._ib_order(order, ref)
         self.ib_orders[ref] = ib_order
         self.journal.record_order(
@@ -261,22 +292,28 @@ class IBBroker(bt.BrokerBase):
         qty = abs(order.created.size)
         et = order.exectype
         price, plimit = order.created.price, order.created.pricelimit
+        tick = self._tick(order.data)
         if et in (None, bt.Order.Market, bt.Order.Close):
             o = ib.MarketOrder(action, qty)
         elif et == bt.Order.Limit:
-            o = ib.LimitOrder(action, qty, round(price, 6))
+            o = ib.LimitOrder(action, qty, to_tick(price, tick))
         elif et == bt.Order.Stop:
-            o = ib.StopOrder(action, qty, round(price, 6))
+            o = ib.StopOrder(action, qty, to_tick(price, tick))
         elif et == bt.Order.StopLimit:
-            o = ib.StopLimitOrder(action, qty, round(plimit or price, 6), round(price, 6))
+            o = ib.StopLimitOrder(action, qty, to_tick(plimit or price, tick), to_tick(price, tick))
         elif et in (bt.Order.StopTrail, bt.Order.StopTrailLimit):
-            o = ib.Order(action=action, totalQuantity=qty, orderType="TRAIL")
+            limit = et == bt.Order.StopTrailLimit
+            o = ib.Order(action=action, totalQuantity=qty,
+                         orderType="TRAIL LIMIT" if limit else "TRAIL")  # fmt: skip
             if order.trailpercent:
                 o.trailingPercent = order.trailpercent * 100.0
             else:
-                o.auxPrice = order.trailamount
+                o.auxPrice = to_tick(order.trailamount, tick)
             if price:
-                o.trailStopPrice = round(price, 6)
+                o.trailStopPrice = to_tick(price, tick)
+            if limit:  # Backtrader keeps the limit at a fixed distance from the stop
+                offset = (price - plimit) if action == "SELL" else (plimit - price)
+                o.lmtPriceOffset = to_tick(offset, tick) if price and plimit else 0.0
         else:
             raise ValueError(f"unsupported order type {order.getordername()}")
         o.orderRef = ref
@@ -327,15 +364,21 @@ class IBBroker(bt.BrokerBase):
         order = self.orders.get(ref)
         if order is not None and order.status == bt.Order.Rejected and p["status"] == "Cancelled":
             return  # IB's Cancelled after a rejection: the order stays Rejected
-        self.journal.record_status(ref, p["status"], filled=p["filled"],
-                                   remaining=p["remaining"], avg_price=p["avg_price"],
-                                   why=p.get("why", ""))  # fmt: skip
+        status, why = p["status"], p.get("why", "")
+        if status == "Inactive" and p.get("why_held"):  # held by IB (a locate), still working
+            status, why = "Held", f"Inactive, held: {p['why_held']}"
+        self.journal.record_status(ref, status, filled=p["filled"], remaining=p["remaining"],
+                                   avg_price=p["avg_price"], why=why)  # fmt: skip
         if order is not None:
-            self._set_status(order, p["status"])
+            self._set_status(order, p["status"], p.get("why_held", ""))
 
-    def _set_status(self, order: bt.Order, status: str) -> None:
+    def _set_status(self, order: bt.Order, status: str, why_held: str = "") -> None:
         if not order.alive():
             return
+        if status == "Inactive" and why_held:
+            # Held, not refused: a short sale waiting for a borrow ("locate") works later.
+            log.info("order %s held by IB (%s)", order.info.get("ib_ref"), why_held)
+            status = "PreSubmitted"
         if status in ("PreSubmitted", "Submitted") and order.status < bt.Order.Accepted:
             order.accept(self)
             self.notifs.append(order.clone())
@@ -346,20 +389,26 @@ class IBBroker(bt.BrokerBase):
             order.reject(self)
             self.notifs.append(order.clone())
 
+    def _on_change_failed(self, p: dict) -> None:
+        """IB refused a cancel or a modification: the order works on as it was (or filled)."""
+        ref = p["ref"]
+        log.warning("IB refused to %s order %s: %s; it works on", p["kind"], ref, p["why"])
+        self.journal.record_status(ref, "Submitted", why=f"{p['kind']} refused: {p['why']}")
+        before = self.before_change.pop(ref, None)
+        order, ib_order = self.orders.get(ref), self.ib_orders.get(ref)
+        if p["kind"] == "modify" and before is not None and order is not None:
+            order.created.price, order.created.pricelimit, order.created.size = before["created"]
+            for key in ("totalQuantity", "lmtPrice", "auxPrice", "trailStopPrice"):
+                setattr(ib_order, key, before[key])
+
+    def _on_warning(self, p: dict) -> None:
+        log.info("IB about order %s: %s", p["ref"], p["why"])
+        self.journal.record_status(p["ref"], "Warning", why=p["why"])
+
     def _on_error(self, p: tuple) -> None:
-        req_id, code, message = p
+        # Order errors reach the orders as statuses (the store reads them from ib_async's
+        # trade log: rejections, refused changes, warnings); here they are only kept.
         self.errors.append(p)
-        for ref, ib_order in self.ib_orders.items():
-            if ib_order.orderId == req_id and code in (201, 202, 203, 103, 110, 135, 161):
-                self.journal.record_status(ref, "Rejected" if code != 202 else "Cancelled",
-                                           why=f"{code} {message}")  # fmt: skip
-                order = self.orders.get(ref)
-                if order is not None and order.alive():
-                    if code == 202:
-                        order.cancel()
-                    else:
-                        order.reject(self)
-                    self.notifs.append(order.clone())
 
     def _on_exec(self, p: dict) -> None:
         # The journal knows every execution already applied (record_fill says so): after a

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from kerastrader.brokers.ib.messages import Meaning, classify, market_data_line
+from kerastrader.brokers.ib.messages import Meaning, classify, is_rejection, market_data_line
 from kerastrader.brokers.ib.pacing import HistoricalPacer
 from kerastrader.brokers.safety import check_account, check_port
 from kerastrader.errors import KerastraderError
@@ -36,7 +36,6 @@ CONNECTIVITY_RESTORED = (1101, 1102)
 PACING_RETRIES = 4
 HISTORY_TIMEOUT = 60.0  # seconds ib_async waits for one history answer (then: empty list)
 PACING_WAIT_LIMIT = 120.0  # seconds of pacing waits before a history request gives up
-REJECTIONS = {103, 110, 135, 161, 201, 203, 387, 10148}  # order errors that mean "rejected"
 DATA_ERRORS = frozenset(
     {Meaning.PACING, Meaning.NO_PERMISSIONS, Meaning.NO_DATA, Meaning.HISTORY_CANCELLED,
      Meaning.HISTORY_ERROR, Meaning.MARKET_DATA, Meaning.UNKNOWN_CONTRACT}
@@ -107,6 +106,7 @@ class IBStore:
         self.history_timeout = history_timeout  # seconds, one request
         self.pacing_wait_limit = pacing_wait_limit  # seconds, all pacing waits of a request
         self.details: dict[int, Any] = {}  # conId -> ib_async ContractDetails
+        self.changing: dict[int, str] = {}  # orderId -> "cancel" / "modify" sent, not yet done
         self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
         self.pacer = HistoricalPacer()
         self.account = ""
@@ -233,11 +233,27 @@ class IBStore:
         s = trade.orderStatus
         status = s.status
         last = trade.log[-1] if trade.log else None
+        code = last.errorCode if last is not None else 0
+        order_id = trade.order.orderId
+        change = self.changing.get(order_id)
         why = ""
-        # ib_async turns an order error (201 and the like) into a Cancelled status before the
-        # error event: the error code in the trade's log tells a rejection from a cancel.
-        if status == "Cancelled" and last is not None and last.errorCode in REJECTIONS:
-            status, why = "Rejected", f"{last.errorCode} {last.message}"
+        if code and status in ("Cancelled", "ValidationError") and change is not None:
+            # ib_async marks a trade Cancelled on any error for its id, also when IB refused
+            # a cancel or a modification (161, 10148, 105, ...): the order works on (or was
+            # filled) at IB, so the strategy must not see it end.
+            del self.changing[order_id]
+            self.events.put(("change_failed", {"ref": trade.order.orderRef, "order_id": order_id,
+                                               "kind": change, "why": _why(last)}))  # fmt: skip
+            return
+        if status == "ValidationError":  # a warning (399, 404, ...): the order works on
+            self.events.put(("warning", {"ref": trade.order.orderRef, "why": _why(last)}))
+            return
+        if status == "Cancelled" and code and is_rejection(code, last.message):
+            # ib_async turns an order error (201, 383 and the like) into a Cancelled status
+            # before the error event: the error code in the trade's log tells the two apart.
+            status, why = "Rejected", _why(last)
+        if status in ("Submitted", "PreSubmitted", "Filled", "Cancelled", "ApiCancelled"):
+            self.changing.pop(order_id, None)  # the change went through
         payload = {
             "ref": trade.order.orderRef,
             "order_id": trade.order.orderId,
@@ -246,6 +262,7 @@ class IBStore:
             "remaining": s.remaining,
             "avg_price": s.avgFillPrice,
             "why": why,
+            "why_held": s.whyHeld,
         }
         self.events.put(("status", payload))
 
@@ -265,6 +282,8 @@ class IBStore:
         if not self.ib.isConnected():
             self.events.put(("unsent", {"ref": order.orderRef}))
             return
+        if order.orderId and any(t.order.orderId == order.orderId for t in self.ib.trades()):
+            self.changing[order.orderId] = "modify"
         self.ib.placeOrder(contract, order)
 
     def cancel(self, order: Any) -> None:
@@ -272,6 +291,7 @@ class IBStore:
 
     def _cancel(self, order: Any) -> None:
         if self.ib.isConnected():
+            self.changing[order.orderId] = "cancel"
             self.ib.cancelOrder(order)
 
     # -- data ------------------------------------------------------------------------------
@@ -397,6 +417,15 @@ class IBStore:
                 for f in fills
             ],  # fmt: skip
         }
+
+
+def _why(entry: Any) -> str:
+    """``"<code> <IB's text>"`` from a trade-log entry (ib_async prefixes its own words)."""
+    message = entry.message
+    head, sep, text = message.partition(": ")
+    if sep and head.startswith(("Error ", "Warning ")):
+        message = text
+    return f"{entry.errorCode} {message}".strip()
 
 
 def _float(text: Any) -> float | None:

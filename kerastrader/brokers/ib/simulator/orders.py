@@ -32,7 +32,12 @@ from kerastrader.brokers.ib.simulator.layouts import (
     to_int,
 )
 from kerastrader.brokers.ib.simulator.market import EXCHANGE
-from kerastrader.brokers.ib.simulator.scenarios import NO_DEFINITION_TEXT, REJECT_TEXT
+from kerastrader.brokers.ib.simulator.scenarios import (
+    CANCEL_REFUSED_TEXT,
+    MODIFY_REFUSED_TEXT,
+    NO_DEFINITION_TEXT,
+    REJECT_TEXT,
+)
 from kerastrader.brokers.ib.wire import SERVER_VERSION, In, Out, ProtocolError
 
 if TYPE_CHECKING:
@@ -111,6 +116,8 @@ def order_record(order_id: int, client_id: int, symbol: str, raw: dict[str, Any]
         "lmtPrice": opt_float(raw["lmtPrice"]),
         "auxPrice": opt_float(raw["auxPrice"]),
         "trailingPercent": opt_float(raw["trailingPercent"]),
+        "trailStopPrice": opt_float(raw.get("trailStopPrice", "")),
+        "lmtPriceOffset": opt_float(raw.get("lmtPriceOffset", "")),
         "tif": raw["tif"],
         "parentId": to_int(raw["parentId"]),
         "transmit": raw["transmit"] not in ("", "0"),
@@ -218,6 +225,9 @@ class OrderBook:
         if order.done:
             text = f"Can't modify a {order.status.lower()} order"
             self.gw.error(conn, order.order_id, 104, text)
+            return
+        if order.seq in self.gw.faults.refuse_modify:
+            self.gw.error(conn, order.order_id, 105, MODIFY_REFUSED_TEXT)
             return
         if record["totalQuantity"] < order.filled:
             self.gw.error(conn, order.order_id, 201, "Order rejected - reason: quantity < filled")
@@ -330,6 +340,9 @@ class OrderBook:
                 f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
                 f"state: {order.status}.",
             )
+            return
+        if order.seq in self.gw.faults.refuse_cancel:
+            self.gw.error(conn, order_id, 161, f"{CANCEL_REFUSED_TEXT} {order.perm_id}")
             return
         self.cancel(order)
 

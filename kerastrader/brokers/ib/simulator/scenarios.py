@@ -33,6 +33,14 @@ class Faults:
     partial_fills: int = 1
     # 1-based numbers of reqHistoricalData requests answered with error 162 (pacing).
     pacing_violation_on: set[int] = field(default_factory=set)
+    # 1-based numbers of placed orders whose cancel IB refuses (161) or whose modifications
+    # it refuses (105); the order works on unchanged, as at IB.
+    refuse_cancel: set[int] = field(default_factory=set)
+    refuse_modify: set[int] = field(default_factory=set)
+
+
+CANCEL_REFUSED_TEXT = "Cancel attempted when order is not in a cancellable state.  Order permId ="
+MODIFY_REFUSED_TEXT = "Order being modified does not match original order."
 
 
 # IB's own texts, as TWS / IB Gateway send them (IB's message-code tables and logs of real
