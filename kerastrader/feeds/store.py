@@ -143,31 +143,16 @@ class BarStore:
                         source, f"the store refused the bars ({exc.orig}); nothing was written"
                     ) from None
             if len(changed):
-                conn.execute(
-                    t.update()
-                    .where(t.c.symbol == sa.bindparam("b_symbol"))
-                    .where(t.c.timeframe == sa.bindparam("b_timeframe"))
-                    .where(t.c.ts == sa.bindparam("b_ts"))
-                    .values({c: sa.bindparam(f"b_{c}") for c in CANONICAL}),
-                    [
-                        {f"b_{k}": v for k, v in r.items()}
-                        for r in self._records(changed, symbol, timeframe)
-                    ],
-                )
+                rows = self._records(changed, symbol, timeframe)
+                self._update(conn, CANONICAL, rows)
             if extra and len(known):  # corporate actions for bars stored without them
                 positions = frame.index.get_indexer(known.index)
-                conn.execute(
-                    t.update()
-                    .where(t.c.symbol == sa.bindparam("b_symbol"))
-                    .where(t.c.timeframe == sa.bindparam("b_timeframe"))
-                    .where(t.c.ts == sa.bindparam("b_ts"))
-                    .values({c: sa.bindparam(f"b_{c}") for c in extra}),
-                    [
-                        {"b_symbol": symbol, "b_timeframe": timeframe, "b_ts": ts,
-                         **{f"b_{c}": _null(extra[c][p]) for c in extra}}
-                        for ts, p in zip(known.index.to_pydatetime(), positions, strict=True)
-                    ],
-                )  # fmt: skip
+                rows = [
+                    {"symbol": symbol, "timeframe": timeframe, "ts": ts,
+                     **{c: _null(extra[c][p]) for c in extra}}
+                    for ts, p in zip(known.index.to_pydatetime(), positions, strict=True)
+                ]  # fmt: skip
+                self._update(conn, tuple(extra), rows)
         result = IngestResult(len(new), int((~differs).sum()), len(changed))
         log.info(
             "%s: %s %s: %d new, %d unchanged, %d replaced",
@@ -179,6 +164,18 @@ class BarStore:
             result.replaced,
         )
         return result
+
+    def _update(self, conn: sa.Connection, columns: tuple[str, ...], rows: list[dict]) -> None:
+        """Set ``columns`` of the stored bars named by each row's symbol, timeframe and ts."""
+        t = self.table
+        conn.execute(
+            t.update()
+            .where(t.c.symbol == sa.bindparam("b_symbol"))
+            .where(t.c.timeframe == sa.bindparam("b_timeframe"))
+            .where(t.c.ts == sa.bindparam("b_ts"))
+            .values({c: sa.bindparam(f"b_{c}") for c in columns}),
+            [{f"b_{k}": r[k] for k in ("symbol", "timeframe", "ts", *columns)} for r in rows],
+        )
 
     def _existing(
         self, conn: sa.Connection, symbol: str, timeframe: str, index: pd.DatetimeIndex

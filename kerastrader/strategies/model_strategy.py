@@ -89,7 +89,9 @@ class ModelStrategy(bt.Strategy):
         self.events: list[tuple[str, str, str]] = []  # (time, symbol, what): risk decisions
         self.rejections: list[tuple[str, str, str]] = []  # (time, symbol, status) refused
         self.retry = [False] * self.n  # a refused order: try again on the next bar
-        self.sized_to = np.zeros(self.n)  # the target weight each position was last sized to
+        # The target weight each position was last sized to; NaN: not sized by this run (a
+        # resumed live session's positions), taken as sized to the first target it meets.
+        self.sized_to = np.full(self.n, math.nan)
         self.decisions: list[tuple[str, np.ndarray]] = []  # (time, target weights) per rebalance
         base = self.pf["weights"]
         self.base_weights = np.array([float(base.get(d._name, 0.0)) for d in self.datas])
@@ -310,6 +312,8 @@ class ModelStrategy(bt.Strategy):
             # its current weight for a cross-sectional book (rebalancing is the point), off
             # the weight it was sized to for independent signals (price drift alone is not a
             # reason to trade). Smaller differences are not worth a trade.
+            if independent and math.isnan(self.sized_to[i]):
+                self.sized_to[i] = targets[i]
             reference = self.sized_to[i] if independent else current[i]
             if side_change or refused or abs(targets[i] - reference) > band:
                 plans.append((i, float(targets[i]), side_change))
