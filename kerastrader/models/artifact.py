@@ -3,7 +3,9 @@
 ``model.keras`` (the Keras model, loaded with safe mode on), ``model.onnx`` (the same network
 exported for the bar-by-bar path) and ``metadata.json``: features, window, scaler parameters,
 label definition, periods, the data file's SHA-256, test metrics and library versions. Loading
-checks that the pieces fit together and fit what the caller configured.
+checks that the pieces fit together and fit what the caller configured; the Keras model and
+its compiled predictors are kept per process (:mod:`kerastrader.models.artifact_cache`), so
+loading the same directory again costs a read and a hash of its files, not a Keras load.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastrader.errors import ModelMismatchError
+from kerastrader.models.artifact_cache import MODELS, CachedModel, Compiled, content_key
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
 from kerastrader.models.scaler import FittedScaler
@@ -72,6 +75,8 @@ class Artifact:
     metadata: dict[str, Any]
     path: Path | None = None
     onnx_bytes: bytes | None = field(default=None, repr=False)
+    # The compiled predictors, shared by every Artifact loaded from the same files.
+    compiled: Compiled = field(default_factory=Compiled, repr=False, compare=False)
 
     @cached_property
     def feature_set(self) -> FeatureSet:
@@ -101,23 +106,38 @@ class Artifact:
 
     @cached_property
     def batch_predictor(self):
+        """The vectorised pass's predictor: ONNX Runtime over the artifact's ONNX model once
+        there is one (training exports it after its own batched predictions), else the traced
+        ``tf.function``. Built once per model and process (see :attr:`compiled`)."""
         from kerastrader.models.inference import BatchPredictor
 
-        return BatchPredictor(self.model, self.window, self.n_features, score=self.head.score)
+        if self.compiled.batch is None:
+            self.compiled.batch = BatchPredictor(
+                self.model,
+                self.window,
+                self.n_features,
+                score=self.head.score,
+                onnx_bytes=lambda: self.onnx_bytes,
+            )
+        return self.compiled.batch
 
     def step_predictor(self, backend: str = "onnx"):
+        """The bar-by-bar predictor for ``backend``, built (session opened or function traced)
+        once per model and process and then shared: its calls are one at a time."""
         from kerastrader.models.inference import StepPredictor, export_onnx
 
-        if backend == "onnx" and self.onnx_bytes is None:
-            self.onnx_bytes = export_onnx(self.model, self.window, self.n_features)
-        return StepPredictor(
-            self.model,
-            self.window,
-            self.n_features,
-            onnx_bytes=self.onnx_bytes,
-            backend=backend,
-            score=self.head.score,
-        )
+        if backend not in self.compiled.steps:
+            if backend == "onnx" and self.onnx_bytes is None:
+                self.onnx_bytes = export_onnx(self.model, self.window, self.n_features)
+            self.compiled.steps[backend] = StepPredictor(
+                self.model,
+                self.window,
+                self.n_features,
+                onnx_bytes=self.onnx_bytes,
+                backend=backend,
+                score=self.head.score,
+            )
+        return self.compiled.steps[backend]
 
     def check_compatible(
         self,
@@ -190,8 +210,14 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     return path
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Load and check an artifact directory. Keras safe mode stays on: no arbitrary code runs."""
+def load_artifact(path: str | Path, *, cache: bool = True) -> Artifact:
+    """Load and check an artifact directory. Keras safe mode stays on: no arbitrary code runs.
+
+    With ``cache`` (the default) the Keras model, the ONNX bytes and the compiled predictors
+    come from :data:`~kerastrader.models.artifact_cache.MODELS` when a load of the same
+    directory with the same file contents is already there; every check below still runs,
+    and the returned Artifact is a new one around them.
+    """
     import keras
 
     path = Path(path)
@@ -203,9 +229,10 @@ def load_artifact(path: str | Path) -> Artifact:
     for f in (meta_file, model_file):
         if not f.is_file():
             raise ModelMismatchError(f"{path}: missing {f.name}")
+    meta_bytes = meta_file.read_bytes()
     try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelMismatchError(f"{meta_file}: not valid JSON ({exc})") from None
     for key in ("features", "window", "scaler", "label"):
         if key not in meta:
@@ -219,10 +246,18 @@ def load_artifact(path: str | Path) -> Artifact:
     recorded = meta.get("files", {})
     if recorded.get(MODEL_FILE) not in (None, sha256_bytes(model_bytes)):
         raise ModelMismatchError(f"{model_file}: SHA-256 differs from {METADATA_FILE}")
-    try:
-        model = keras.saving.load_model(model_file, safe_mode=True)
-    except Exception as exc:  # Keras raises many kinds for a bad file
-        raise ModelMismatchError(f"{model_file}: cannot be loaded by Keras ({exc})") from None
+    onnx_file = path / ONNX_FILE
+    onnx = onnx_file.read_bytes() if onnx_file.is_file() else None
+    key = content_key(path, (meta_bytes, model_bytes, onnx))
+    cached = MODELS.get(key) if cache else None
+    if cached is not None:
+        log.debug("%s: model from the process cache (same files)", path)
+        model = cached.model
+    else:
+        try:
+            model = keras.saving.load_model(model_file, safe_mode=True)
+        except Exception as exc:  # Keras raises many kinds for a bad file
+            raise ModelMismatchError(f"{model_file}: cannot be loaded by Keras ({exc})") from None
     artifact = Artifact(model=model, metadata=meta, path=path)
     expected = (None, artifact.window, artifact.n_features)
     got = tuple(model.input_shape)
@@ -236,13 +271,17 @@ def load_artifact(path: str | Path) -> Artifact:
             f"{meta_file}: scaler has {len(artifact.scaler.mean)} columns, "
             f"features {artifact.n_features}"
         )
-    onnx_file = path / ONNX_FILE
-    if onnx_file.is_file():
-        onnx = onnx_file.read_bytes()
+    if cached is not None:
+        artifact.onnx_bytes = cached.onnx_bytes
+        artifact.compiled = cached.compiled
+        return artifact
+    if onnx is not None:
         if recorded.get(ONNX_FILE) == sha256_bytes(onnx):
             artifact.onnx_bytes = onnx
         else:
             log.warning(
                 "%s does not match %s; re-exporting from %s", onnx_file, METADATA_FILE, MODEL_FILE
             )
+    if cache:
+        MODELS.put(key, CachedModel(model, artifact.onnx_bytes, artifact.compiled))
     return artifact
