@@ -103,6 +103,56 @@ def _volume_z(b: Bars, n: int) -> np.ndarray:
     return np.where(std > 0, z, np.where(np.isnan(std), np.nan, 0.0))
 
 
+def _recursive_weights(n: int, length: int, alpha: float) -> np.ndarray:
+    """The weights, most recent input first, with which TA-Lib's recursive averages (Wilder's
+    for RSI and ATR, the EMA) combine exactly ``length`` inputs: the first ``n`` seed the
+    average with their mean, then each later one enters with weight ``alpha``."""
+    steps = length - n
+    recent = alpha * (1.0 - alpha) ** np.arange(steps)
+    return np.concatenate([recent, np.full(n, (1.0 - alpha) ** steps / n)])
+
+
+def _trailing(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights . (u[t], u[t-1], ...)`` for every t with a full trailing span, in one pass."""
+    return np.convolve(u, weights, mode="valid")
+
+
+# The fixed-memory definition (a TA-Lib call on the trailing ``m`` bars, last value) stated as
+# the linear filter it is, so the full-history path costs one convolution instead of one TA-Lib
+# call per bar. Each takes finite bars, the period and m, and gives the values for bars
+# m-1..n-1; tests hold them to the per-bar TA-Lib definition.
+def _rsi_fixed(b: Bars, n: int, m: int) -> np.ndarray:
+    change = np.diff(b["close"])
+    w = _recursive_weights(n, m - 1, 1.0 / n)
+    gain = _trailing(np.where(change < 0, 0.0, change), w)
+    loss = _trailing(np.where(change < 0, -change, 0.0), w)
+    total = gain + loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = 100.0 * (gain / total)
+    rsi = np.where(total == 0.0, 0.0, rsi)  # TA-Lib's RSI of a flat window is 0
+    return rsi / 50.0 - 1.0
+
+
+def _atr_fixed(b: Bars, n: int, m: int) -> np.ndarray:
+    high, low, close = b["high"], b["low"], b["close"]
+    true_range = np.maximum.reduce(
+        [high[1:] - low[1:], np.abs(close[:-1] - high[1:]), np.abs(close[:-1] - low[1:])]
+    )
+    return _trailing(true_range, _recursive_weights(n, m - 1, 1.0 / n)) / close[m - 1 :]
+
+
+def _ema_dist_fixed(b: Bars, n: int, m: int) -> np.ndarray:
+    close = b["close"]
+    return close[m - 1 :] / _trailing(close, _recursive_weights(n, m, 2.0 / (n + 1))) - 1.0
+
+
+_FIXED_MEMORY: dict[str, Callable[[Bars, int, int], np.ndarray]] = {
+    "rsi": _rsi_fixed,
+    "atr": _atr_fixed,
+    "ema_dist": _ema_dist_fixed,
+}
+
+
 @dataclass(frozen=True)
 class _Kind:
     fn: Callable[[Bars, int], np.ndarray]
@@ -157,6 +207,12 @@ class Feature:
         out = np.full(n, np.nan)
         m, fn, period = self.lookback, self.spec.fn, self.period
         cols = self.spec.columns
+        fixed = _FIXED_MEMORY.get(self.kind)
+        if fixed is not None and n >= m and all(np.isfinite(bars[k]).all() for k in cols):
+            out[m - 1 :] = fixed(bars, period, m)
+            return out
+        # The definition itself (and the path for bars with holes, where TA-Lib's handling
+        # of NaN decides): TA-Lib on each trailing window.
         for t in range(m - 1, n):
             out[t] = fn({k: bars[k][t - m + 1 : t + 1] for k in cols}, period)[-1]
         return out
