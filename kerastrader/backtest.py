@@ -283,11 +283,19 @@ def _model_for(
 
 
 def run_experiment(
-    cfg: Config, out_dir: str | Path, model_dir: str | Path | None = None
+    cfg: Config,
+    out_dir: str | Path,
+    model_dir: str | Path | None = None,
+    loaded: tuple[dict[str, pd.DataFrame], dict[str, Any]] | None = None,
 ) -> RunResult:
-    """Run one experiment end to end and write the run files into ``out_dir``."""
+    """Run one experiment end to end and write the run files into ``out_dir``.
+
+    ``loaded`` is ``load_universe(cfg)``'s answer when the caller has it already (a sweep
+    loads the bars once for all its jobs); it is not changed.
+    """
     out_dir = Path(out_dir)
-    universe, data_info = load_universe(cfg)
+    universe, data_info = loaded if loaded is not None else load_universe(cfg)
+    universe = dict(universe)
     symbols = list(universe)
     multi = len(symbols) > 1
     log.info(

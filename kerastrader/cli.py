@@ -185,6 +185,79 @@ def run_paper_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """Every combination of ``--grid`` values (or ``[sweep] grid``) as one job; see
+    :mod:`kerastrader.sweeps.runner`."""
+    from kerastrader.config import load_config
+    from kerastrader.sweeps.runner import SweepOptions, run_sweep
+    from kerastrader.sweeps.spec import parse_grid_arg
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={_toml_string(args.data)}")
+    opts = SweepOptions.from_config(load_config(args.config, overrides)["sweep"])
+    for text in args.grid:
+        key, values = parse_grid_arg(text)
+        opts.grid[key] = values
+    for name in ("random", "seed", "executor", "address", "max_parallel", "cpus_per_job",
+                 "memory_per_job", "retries", "metric"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            setattr(opts, name, value)
+    opts.progress = not args.quiet
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-sweep"
+    result = run_sweep(args.config, out, overrides, opts)
+    st = result.statistics
+    log.info("%d jobs: %d run, %d done already, %d failed", len(result.table), result.ran,
+             result.skipped, result.failed)  # fmt: skip
+    if "deflated_sharpe" in st:
+        d = st["deflated_sharpe"]
+        log.info(
+            "best %s (%s %.3f): deflated Sharpe ratio %.3f over %d trials, PBO %s",
+            st["best"], st["metric"], st["best_value"], d["dsr"], d["n_trials"],
+            _num(st.get("pbo", {}).get("pbo")),
+        )  # fmt: skip
+    print(f"Sweep: {out / 'sweep.csv'}")
+    print(f"Report: {out / 'sweep.html'}")
+    return 1 if result.failed and result.failed == len(result.table) else 0
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="experiment TOML (default: the built-in one)")
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=V1,V2",
+        help="values to try, e.g. --grid strategy.enter=0.5,0.55 (repeatable; TOML values)",
+    )  # fmt: skip
+    parser.add_argument("--random", type=int, help="draw N combinations of the grid, not all")
+    parser.add_argument("--seed", type=int, help="--random's seed (default 0)")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray", "serial"),
+        help="process pool, Ray, or one by one (default: ray when installed)",
+    )
+    parser.add_argument("--address", help="a running Ray cluster, host:port (implies ray)")
+    parser.add_argument("--max-parallel", type=int, help="jobs at once (default: every CPU)")
+    parser.add_argument("--cpus-per-job", type=int, help="each job's CPU budget (default 1)")
+    parser.add_argument(
+        "--memory-per-job",
+        type=int,
+        metavar="MB",
+        help="end (and retry once) a job whose process passes this",
+    )
+    parser.add_argument("--retries", type=int, help="retries of a job whose worker died (1)")
+    parser.add_argument("--metric", help="rank jobs by this sweep.csv column (sharpe_ratio)")
+    parser.add_argument("--data", help="bars file to use instead of data.path")
+    parser.add_argument("--out", help="the sweep's folder (default runs/<time>-sweep)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value for every job (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
 def _toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -256,6 +329,10 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     )  # fmt: skip
     paper.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     paper.set_defaults(handler=run_paper_command)
+
+    sweep = sub.add_parser("sweep", help="run every combination of config values as a job")
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(handler=run_sweep_command)
 
     ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")
     ingest.add_argument("source", help="CSV or Parquet file of bars")

@@ -117,6 +117,8 @@ def validate(cfg: Config) -> None:
         ("selection", "method"): ("", "boruta", "permutation"),
         ("tuning", "algorithm"): ("", "random", "hyperband", "bayesian"),
         ("walkforward", "scheme"): ("expanding", "rolling"),
+        ("walkforward", "executor"): ("local", "ray"),
+        ("sweep", "executor"): ("", "local", "ray", "serial"),
         ("strategy", "signal"): ("threshold", "proportional"),
         ("sizing", "method"): ("fixed", "volatility", "kelly"),
         ("portfolio", "models"): ("shared", "per_instrument"),
@@ -142,6 +144,8 @@ def validate(cfg: Config) -> None:
         ("walkforward", "train_bars"),
         ("walkforward", "validation_bars"),
         ("walkforward", "step"),
+        ("walkforward", "workers"),
+        ("sweep", "cpus_per_job"),
     ]
     for section, key in positive:
         if cfg[section][key] < 1:

@@ -161,7 +161,11 @@ def verify_onnx(artifact: Artifact, windows: np.ndarray, expected: np.ndarray) -
     from kerastrader.models.inference import export_onnx
 
     artifact.onnx_bytes = export_onnx(artifact.model, artifact.window, artifact.n_features)
-    session = ort.InferenceSession(artifact.onnx_bytes, providers=["CPUExecutionProvider"])
+    from kerastrader.runs.budget import onnx_session_options
+
+    session = ort.InferenceSession(
+        artifact.onnx_bytes, onnx_session_options(), providers=["CPUExecutionProvider"]
+    )  # its threads within the job's CPU budget (default: every core)
     name = session.get_inputs()[0].name
     got = session.run(None, {name: np.asarray(windows, dtype=np.float32)})[0]
     got = got.reshape(len(expected), -1) if len(expected) else got

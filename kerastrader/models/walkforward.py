@@ -142,41 +142,37 @@ def walk_forward(
     folds: list[Fold] = []
     rows: list[dict[str, Any]] = []
     y_all, out_all = [], []
+    fold_cfgs = [_fold_config(cfg, dates, s, e) for s, e in plan]
+    workers = min(int(wf.get("workers", 1)), len(plan))
     try:
+        trained = _train_folds(universe, fold_cfgs, data_info, workdir, tmp, workers,
+                               wf.get("executor", "local")) if workers > 1 else None  # fmt: skip
         for k, (s, e) in enumerate(plan):
-            last_val = s - 1
-            last_train = last_val - validation_bars
-            first_train = 0
-            if wf["scheme"] == "rolling":
-                first_train = max(0, last_train - int(wf["train_bars"]) + 1)
-            fold_cfg = copy.deepcopy(cfg)
-            fold_cfg["split"].update(
-                train_start=stamp(dates[first_train]) if first_train else "",
-                # Exact bar times: a date alone would mean the whole trading day (an
-                # intraday bar at 00:00 UTC stamps as a date).
-                train_end=dates[last_train].isoformat(),
-                validation_end=dates[last_val].isoformat(),
-                test_end=dates[e].isoformat(),
-            )
+            fold_cfg = fold_cfgs[k]
+            split = fold_cfg["split"]
             log.info(
                 "fold %d/%d: train %s .. %s, validate .. %s, predict %s .. %s",
                 k + 1,
                 len(plan),
-                stamp(dates[first_train]),
-                stamp(dates[last_train]),
-                stamp(dates[last_val]),
+                stamp(pd.Timestamp(split["train_start"] or dates[0])),
+                stamp(pd.Timestamp(split["train_end"])),
+                stamp(pd.Timestamp(split["validation_end"])),
                 stamp(dates[s]),
                 stamp(dates[e]),
             )
-            fold_dir = Path(workdir) / f"fold_{k:03d}" if workdir else None
-            result = train(
-                universe if len(universe) > 1 else next(iter(universe.values())),
-                fold_cfg,
-                data_info,
-                workdir=fold_dir,
-            )
+            if trained is not None:
+                result = trained[k]
+            else:
+                fold_dir = Path(workdir) / f"fold_{k:03d}" if workdir else None
+                result = train(
+                    universe if len(universe) > 1 else next(iter(universe.values())),
+                    fold_cfg,
+                    data_info,
+                    workdir=fold_dir,
+                )
             art = result.artifact
-            save_artifact(art, tmp / f"fold_{k:03d}")
+            if trained is None:
+                save_artifact(art, tmp / f"fold_{k:03d}")
             meta = art.metadata
             test = meta["metrics"]["test"]
             row = {
@@ -229,6 +225,101 @@ def walk_forward(
     for i, fold in enumerate(folds):
         fold.artifact.path = path / f"fold_{i:03d}"
     return WalkForwardModel(folds, metadata, path)
+
+
+def _fold_config(cfg: Config, dates: pd.DatetimeIndex, s: int, e: int) -> Config:
+    """Fold ``[s, e]``'s config: its train, validation and test periods as exact bar times
+    (a date alone would mean the whole trading day: an intraday bar at 00:00 UTC stamps as a
+    date)."""
+    wf = cfg["walkforward"]
+    last_val = s - 1
+    last_train = last_val - int(wf["validation_bars"])
+    first_train = 0
+    if wf["scheme"] == "rolling":
+        first_train = max(0, last_train - int(wf["train_bars"]) + 1)
+    fold_cfg = copy.deepcopy(cfg)
+    fold_cfg["split"].update(
+        train_start=stamp(dates[first_train]) if first_train else "",
+        train_end=dates[last_train].isoformat(),
+        validation_end=dates[last_val].isoformat(),
+        test_end=dates[e].isoformat(),
+    )
+    return fold_cfg
+
+
+@dataclass
+class _FoldTrained:
+    """A fold trained in another process: its artifact is on disk, its test outputs here."""
+
+    artifact: Artifact
+    y_test: np.ndarray
+    outputs_test: np.ndarray | None
+
+
+def train_fold_task(
+    universe: dict[str, pd.DataFrame],
+    fold_cfg: Config,
+    data_info: dict[str, Any],
+    workdir: str | None,
+    save_to: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One fold in a worker process: train, save the artifact at ``save_to``, return the test
+    labels and outputs (the artifact travels through the disk, not the pipe)."""
+    from kerastrader.models.training import train
+    from kerastrader.sweeps.executors import captured_output
+
+    log_file = Path(workdir) / "train.log" if workdir else None
+    with captured_output(log_file):
+        bars = {s: _writable(b) for s, b in universe.items()}
+        result = train(bars if len(bars) > 1 else next(iter(bars.values())), fold_cfg,
+                       data_info, workdir=workdir)  # fmt: skip
+        save_artifact(result.artifact, save_to)
+    return result.y_test, result.outputs_test
+
+
+def _writable(bars: pd.DataFrame) -> pd.DataFrame:
+    out = bars.copy(deep=True)  # Ray's object store hands out read-only views
+    out.attrs = dict(bars.attrs)
+    return out
+
+
+def _train_folds(
+    universe: dict[str, pd.DataFrame],
+    fold_cfgs: list[Config],
+    data_info: dict[str, Any],
+    workdir: str | Path | None,
+    tmp: Path,
+    workers: int,
+    executor: str,
+) -> list[_FoldTrained]:
+    """Every fold at once on ``workers`` processes (``walkforward.workers``), the bars shipped
+    once; each fold is the same call of the one training path with the same seed, so the
+    models and the stitched predictions equal the serial run's."""
+    import os
+
+    from kerastrader.sweeps.executors import make_executor
+
+    cpus = max(1, (os.cpu_count() or 1) // workers)
+    log.info("walk-forward: %d folds on %d %s workers of %d CPU(s)", len(fold_cfgs), workers,
+             executor, cpus)  # fmt: skip
+    ids: dict[int, int] = {}
+    out: dict[int, _FoldTrained] = {}
+    with make_executor(executor, max_parallel=workers, cpus_per_task=cpus) as pool:
+        shared = pool.share("universe", universe)
+        for k, fold_cfg in enumerate(fold_cfgs):
+            fold_dir = str(Path(workdir) / f"fold_{k:03d}") if workdir else None
+            tid = pool.submit(train_fold_task, shared, fold_cfg, data_info, fold_dir,
+                              str(tmp / f"fold_{k:03d}"))  # fmt: skip
+            ids[tid] = k
+        for result in pool.as_completed():
+            k = ids[result.task_id]
+            if result.error is not None:
+                raise result.error
+            if result.crashed:
+                raise RuntimeError(f"walk-forward fold {k}: {result.crashed}")
+            y_test, outputs = result.value
+            out[k] = _FoldTrained(load_artifact(tmp / f"fold_{k:03d}"), y_test, outputs)
+    return [out[k] for k in range(len(fold_cfgs))]
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
