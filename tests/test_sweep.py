@@ -128,10 +128,25 @@ def test_sweep_runs_every_job_records_failures_and_a_rerun_skips_finished_ones(
     from kerastrader.cli import main
 
     out = tmp_path / "sweep"
-    args = ["sweep", *TINY_ARGS, "--data", str(orcl_slice_csv),
-            "--set", 'model.custom="no_such_module_xyz:build"',
-            "--grid", "model.kind=lstm,custom", "--grid", "strategy.enter=0.5,0.55",
-            "--executor", "local", "--max-parallel", "2", "--out", str(out), "-q"]  # fmt: skip
+    args = [
+        "sweep",
+        *TINY_ARGS,
+        "--data",
+        str(orcl_slice_csv),
+        "--set",
+        'model.custom="no_such_module_xyz:build"',
+        "--grid",
+        "model.kind=lstm,custom",
+        "--grid",
+        "strategy.enter=0.5,0.55",
+        "--executor",
+        "local",
+        "--max-parallel",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+    ]
     assert main(args) == 0
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 4 and set(table["key"].str.len()) == {16}
@@ -162,11 +177,21 @@ def test_sweep_runs_every_job_records_failures_and_a_rerun_skips_finished_ones(
     stamps = {k: (out / "jobs" / k / "metrics.json").stat().st_mtime_ns for k in ok["key"]}
     from kerastrader.sweeps.runner import SweepOptions, run_sweep
 
-    again = run_sweep(None, out, [*TINY_ARGS[1::2], f"data.path={json.dumps(str(orcl_slice_csv))}",
-                                  'model.custom="no_such_module_xyz:build"'],
-                      SweepOptions(grid={"model.kind": ["lstm", "custom"],
-                                         "strategy.enter": [0.5, 0.55]},
-                                   executor="local", max_parallel=2, progress=False))  # fmt: skip
+    again = run_sweep(
+        None,
+        out,
+        [
+            *TINY_ARGS[1::2],
+            f"data.path={json.dumps(str(orcl_slice_csv))}",
+            'model.custom="no_such_module_xyz:build"',
+        ],
+        SweepOptions(
+            grid={"model.kind": ["lstm", "custom"], "strategy.enter": [0.5, 0.55]},
+            executor="local",
+            max_parallel=2,
+            progress=False,
+        ),
+    )
     assert (again.skipped, again.ran, again.failed) == (2, 2, 2)
     assert {k: (out / "jobs" / k / "metrics.json").stat().st_mtime_ns for k in ok["key"]} == stamps
     assert again.table["key"].tolist() == table["key"].tolist()
