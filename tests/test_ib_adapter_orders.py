@@ -1,74 +1,22 @@
 """The IB broker's orders against the IB-like gateway: what IB refuses, holds or works on.
 
 A Backtrader strategy on 30-minute bars (built from IB's 5-second bars) sends its orders
-through ``IBBroker`` and the real ib_async client to a simulated gateway in its IB-like mode;
-each test checks what the gateway received and what the strategy was told. (Bars:
-``tests/iblike.py``: daily rows, each replayed as a 09:30-16:00 session.)
+through ``IBBroker`` and the real ib_async client to a simulated gateway in its IB-like mode
+(``tests/ibsession.py``); each test checks what the gateway received and what the strategy
+was told.
 """
 
 from __future__ import annotations
 
 import backtrader as bt
 
-from kerastrader.brokers.ib.broker import IBBroker, to_tick
-from kerastrader.brokers.ib.feed import IBData
-from kerastrader.brokers.ib.simulator import Faults, SimulatedGateway
+from kerastrader.brokers.ib.broker import to_tick
+from kerastrader.brokers.ib.simulator import Faults
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from kerastrader.brokers.safety import Limits
 from tests.iblike import HISTORY, make_bars
-
-LIVE_DAYS = 2
-
-
-class Orders(bt.Strategy):
-    """Calls ``send(strategy)`` on the third live bar, then ``later(strategy)`` two bars on."""
-
-    params = (("send", None), ("later", None))
-
-    def __init__(self):
-        self.notes: list[tuple[int, str]] = []
-        self.orders: list[bt.Order] = []
-        self.live = 0
-
-    def notify_order(self, order):
-        self.notes.append((order.ref, order.getstatusname()))
-
-    def next(self):
-        if self.data.datetime.date(0) < make_bars().index[HISTORY].date():
-            return  # warm-up bars from history
-        self.live += 1
-        if self.live == 3:
-            out = self.p.send(self)
-            self.orders = out if isinstance(out, list) else [out]
-        elif self.live == 5 and self.p.later is not None:
-            self.p.later(self)
-
-
-def run(tmp_path, send, later=None, ib: IBLike | None = None, faults=None, limits=None):
-    """One session over the first LIVE_DAYS replayed sessions, on 30-minute bars."""
-    frame = make_bars(HISTORY + LIVE_DAYS)
-    ib = ib or IBLike(lockstep_seconds=1800)
-    gateway = SimulatedGateway({"AAA": frame}, history=HISTORY, ib=ib, faults=faults)
-    host, port = gateway.start()
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(tmp_path / "journal.sqlite")
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=60,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Minutes, compression=30, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        cerebro.setbroker(IBBroker(store=store, journal=journal, datas=[data],
-                                   limits=limits or Limits()))  # fmt: skip
-        cerebro.addstrategy(Orders, send=send, later=later)
-        strategy = cerebro.run()[0]
-        return strategy, gateway, journal
-    finally:
-        store.stop()
-        gateway.stop()
+from tests.ibsession import run
 
 
 def why(journal: Journal, ref: str) -> list[str]:
@@ -85,7 +33,7 @@ def test_prices_go_to_ib_on_the_contracts_minimum_tick(tmp_path) -> None:
             ),  # fmt: skip
         ]
 
-    strategy, gateway, _ = run(tmp_path, send, ib=IBLike(lockstep_seconds=1800, min_tick=0.05))
+    strategy, gateway, _, _ = run(tmp_path, send, ib=IBLike(lockstep_seconds=1800, min_tick=0.05))
     prices = [p for o in gateway.orders for p in (o["lmtPrice"], o["auxPrice"]) if p]
     assert len(prices) == 4
     assert all(abs(p / 0.05 - round(p / 0.05)) < 1e-9 for p in prices)
@@ -94,7 +42,7 @@ def test_prices_go_to_ib_on_the_contracts_minimum_tick(tmp_path) -> None:
 
 def test_an_order_refused_by_ibs_precautions_is_rejected_with_ibs_text(tmp_path) -> None:
     ib = IBLike(lockstep_seconds=1800, bypass_precautions=False, size_limit=5)
-    strategy, gateway, journal = run(tmp_path, lambda s: s.buy(size=10), ib=ib)
+    strategy, gateway, journal, _ = run(tmp_path, lambda s: s.buy(size=10), ib=ib)
     assert strategy.orders[0].status == bt.Order.Rejected
     [order] = journal.orders()
     assert order["status"] == "Rejected"
@@ -106,7 +54,7 @@ def test_a_refused_cancel_leaves_the_order_working(tmp_path) -> None:
     def send(s):
         return s.buy(size=10, exectype=bt.Order.Limit, price=s.data.close[0] * 0.5)
 
-    strategy, gateway, journal = run(tmp_path, send, later=lambda s: s.cancel(s.orders[0]),
+    strategy, gateway, journal, _ = run(tmp_path, send, later=lambda s: s.cancel(s.orders[0]),
                                      faults=Faults(refuse_cancel={1}))  # fmt: skip
     order = strategy.orders[0]
     assert order.alive() and order.status == bt.Order.Accepted
@@ -122,7 +70,7 @@ def test_a_refused_modify_leaves_the_order_working_at_its_old_price(tmp_path) ->
     def later(s):
         s.broker.modify(s.orders[0], price=s.data.close[0] * 0.6)
 
-    strategy, gateway, journal = run(tmp_path, send, later=later,
+    strategy, gateway, journal, _ = run(tmp_path, send, later=later,
                                      faults=Faults(refuse_modify={1}))  # fmt: skip
     order = strategy.orders[0]
     state = gateway.order_states()[0]
@@ -137,7 +85,7 @@ def test_a_parent_refused_locally_sends_no_children(tmp_path) -> None:
         return s.buy_bracket(size=100, price=c, stopprice=c * 0.9, limitprice=c * 1.1)
 
     limits = Limits(max_notional=100 * make_bars()["close"].iloc[HISTORY] * 0.95)
-    strategy, gateway, journal = run(tmp_path, send, limits=limits)
+    strategy, gateway, journal, _ = run(tmp_path, send, limits=limits)
     assert gateway.orders == []
     assert [o.status for o in strategy.orders] == [bt.Order.Rejected] * 3
     assert "its parent order" in journal.orders()[1]["why"]
@@ -145,7 +93,7 @@ def test_a_parent_refused_locally_sends_no_children(tmp_path) -> None:
 
 def test_a_short_sale_waiting_for_a_locate_is_held_not_rejected(tmp_path) -> None:
     ib = IBLike(lockstep_seconds=1800, hard_to_borrow=frozenset({"AAA"}), locate_steps=12)
-    strategy, gateway, journal = run(tmp_path, lambda s: s.sell(size=10), ib=ib)
+    strategy, gateway, journal, _ = run(tmp_path, lambda s: s.sell(size=10), ib=ib)
     order = strategy.orders[0]
     assert order.status == bt.Order.Completed and order.executed.size == -10
     history = [s["status"] for s in journal.status_history(order.info["ib_ref"])]
@@ -161,7 +109,7 @@ def test_modify_on_a_trailing_stop_moves_its_stop_and_keeps_its_trail(tmp_path) 
     def later(s):
         s.broker.modify(s.orders[0], price=s.data.close[0] - 1.5)
 
-    strategy, gateway, _ = run(tmp_path, send, later=later)
+    strategy, gateway, _, _ = run(tmp_path, send, later=later)
     placed, modified = gateway.orders[:2]
     assert placed["orderType"] == modified["orderType"] == "TRAIL"
     assert placed["auxPrice"] == modified["auxPrice"] == 2.0  # the trail
@@ -175,7 +123,7 @@ def test_a_stop_trail_limit_goes_to_ib_as_trail_limit_with_its_limit_offset(tmp_
         return s.sell(size=10, exectype=bt.Order.StopTrailLimit, trailamount=2.0,
                       price=c - 2.0, plimit=c - 2.5)  # fmt: skip
 
-    strategy, gateway, _ = run(tmp_path, send)
+    strategy, gateway, _, _ = run(tmp_path, send)
     [placed] = gateway.orders
     assert placed["orderType"] == "TRAIL LIMIT"
     assert placed["lmtPriceOffset"] == 0.5 and placed["auxPrice"] == 2.0

@@ -245,3 +245,31 @@ def test_bracket_exits_live_at_the_gateway_fill_like_the_backtest(
     kinds = Counter(o["order_type"] for o in journal.orders())
     assert kinds["STP"] >= 1 and kinds["LMT"] >= 1  # the children went to the gateway
     journal.close()
+
+
+def test_ib_gone_for_good_ends_the_session_with_its_report_and_an_error(
+    orcl_slice_csv, trained, tmp_path
+):
+    import threading
+
+    from kerastrader.brokers.paper import SessionEnded
+
+    bars = load_csv(orcl_slice_csv)
+    history = int(bars.index.searchsorted(pd.Timestamp("2005-01-01")))
+    gateway = SimulatedGateway({"ORCL": bars}, history=history, lockstep=True)
+    host, port = gateway.start()
+    paper = {"bar_seconds": 86_400, "lockstep": True, "trade_start": "2005-01-03"}
+    cfg = tiny_config(data={"path": str(orcl_slice_csv)}, strategy=STRATEGY, paper=paper)
+
+    def gateway_goes_away() -> None:  # IB Gateway stops a hundred bars in and stays down
+        while gateway.replay_index["ORCL"] < history + 100:
+            time.sleep(0.02)
+        gateway.stop()
+
+    threading.Thread(target=gateway_goes_away, daemon=True).start()
+    out = tmp_path / "gone"
+    with pytest.raises(SessionEnded, match="was lost and not restored after 3 attempts"):
+        run_paper(cfg, out, model_dir=trained.loaded.path, host=host, port=port,
+                  store_options={"reconnect_delays": (0.05,), "max_reconnects": 3})  # fmt: skip
+    assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["run"]["bars"] >= 100

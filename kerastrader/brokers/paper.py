@@ -22,9 +22,14 @@ import backtrader as bt
 import pandas as pd
 
 from kerastrader.config import Config, dump_config
-from kerastrader.errors import ConfigError
+from kerastrader.errors import ConfigError, KerastraderError
 
 log = logging.getLogger(__name__)
+
+
+class SessionEnded(KerastraderError):
+    """The session could not go on (IB gone for good, no real-time bars); its files were
+    written from the journal before this was raised."""
 
 
 @dataclass
@@ -87,11 +92,15 @@ def run_paper(
     faults: Any = None,
     run_id: str | None = None,
     confirm: Any = None,
+    store_options: dict[str, Any] | None = None,
 ) -> PaperResult:
     """Run one session to its end (the replay's end, or Ctrl-C) and write its files.
 
     ``live`` allows a non-paper account and live ports, but only when ``confirm(account)``
     (the CLI asks the user to type the account id) returns True after connecting.
+    ``store_options`` are extra :class:`IBStore` keywords (reconnect delays and the like).
+    A session that cannot go on (IB unreachable after every reconnect attempt, real-time
+    bars refused) writes its files and then raises :class:`SessionEnded` saying why.
     """
     from kerastrader.backtest import _model_for, backtest_period, load_universe
     from kerastrader.brokers.ib.broker import IBBroker
@@ -147,7 +156,8 @@ def run_paper(
     journal = Journal(out_dir / "journal.sqlite", run_id=run_id, synchronous=p["journal_sync"])
     lockstep = speed == 0 if simulate is not None else bool(p["lockstep"])
     store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
-                    lockstep=lockstep)  # fmt: skip
+                    lockstep=lockstep, realtime_errors=p.get("realtime_errors", "stop"),
+                    **(store_options or {}))  # fmt: skip
     store.start()
     if live:
         from kerastrader.brokers.safety import LiveTradingRefused
@@ -209,6 +219,8 @@ def run_paper(
         if gateway is not None:
             gateway.stop()
     journal.close()
+    if store.fatal is not None:
+        raise SessionEnded(f"{store.fatal} (the session's files are in {out_dir})")
     return PaperResult(out_dir, metrics, out_dir / "journal.sqlite", store.reconnects)
 
 

@@ -276,7 +276,7 @@ class IBBroker(bt.BrokerBase):
     ) -> None:
         """On the IB thread: ids are assigned there, so a child reads its parent's id here."""
         ib = self.store.ib
-        if not ib.isConnected():
+        if not ib.isConnected() or self.store.trading_paused:
             self.store.events.put(("unsent", {"ref": ib_order.orderRef}))
             return
         if parent_ib is not None:
@@ -355,9 +355,19 @@ class IBBroker(bt.BrokerBase):
             if hasattr(data, "backfill_after_reconnect"):
                 data.backfill_after_reconnect()
 
+    def _on_paused(self, text: str) -> None:
+        """1100: Gateway lost IB's servers (the socket is open); orders wait for the restore."""
+        self.journal.record_session(event="paused", why=f"1100 {text}")
+
+    def _on_resumed(self, p: dict) -> None:
+        """1101/1102: restored; what happened meanwhile is reconciled, waiting orders go."""
+        self.journal.record_session(event="resumed", data_lost=p["data_lost"])
+        self._on_reconnected(p)
+
     def _on_unsent(self, p: dict) -> None:
         self.unsent.append(p["ref"])
-        self.journal.record_status(p["ref"], "Unsent", why="not connected")
+        why = "IB connectivity lost (1100)" if self.store.trading_paused else "not connected"
+        self.journal.record_status(p["ref"], "Unsent", why=why)
 
     def _on_status(self, p: dict) -> None:
         ref = p["ref"]

@@ -166,6 +166,9 @@ class IBData(bt.feed.DataBase):
             self._barrier_for = self.delivered_live
             store.barrier()  # done with the last bar: the simulator may send the next
         while True:
+            if store.fatal is not None:  # the session cannot go on: end it (with its report)
+                log.error("%s: no more bars: %s", self._name, store.fatal)
+                return False
             try:
                 rt = self.live.get(timeout=self.p.poll)
             except queue.Empty:
@@ -183,3 +186,7 @@ class IBData(bt.feed.DataBase):
                 self.arrived = rt.arrived  # when the bar's last piece reached us
                 self.delivered_live += 1
                 return True
+            if completed and self.p.barrier:  # a live bar a backfill delivered already: done
+                self.delivered_live += 1
+                self._barrier_for = self.delivered_live
+                store.barrier()

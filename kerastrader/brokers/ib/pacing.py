@@ -1,11 +1,12 @@
 """IB's historical-data pacing rules, enforced on our side so the gateway never has to.
 
 IB answers a violation with error 162 ("pacing violation") and may disconnect a client that
-keeps violating. The documented limits for historical bars:
+keeps violating. The documented limits (IB's "Historical Data Limitations"):
 
-- no identical request (same contract, end, duration, bar size, what-to-show) within 15 s;
-- no more than 60 requests in any 10-minute window;
-- no more than 50 requests open at once.
+- no more than 50 requests open at once, whatever the bar size;
+- for bars of 30 seconds or less ("Pacing Violations for Small Bars"): no identical request
+  (same contract, end, duration, bar size, what-to-show) within 15 s, and no more than 60
+  requests in any 10-minute window.
 
 :class:`HistoricalPacer` makes a request wait until all three hold. Times come from a clock
 function so tests can run the rules without sleeping.
@@ -66,10 +67,13 @@ class HistoricalPacer:
     def done(self) -> None:
         self.open = max(0, self.open - 1)
 
-    async def acquire(self, key: Hashable) -> None:
-        """Wait (asynchronously) until the request may go, then count it as sent."""
+    async def acquire(self, key: Hashable, small: bool = True) -> None:
+        """Wait (asynchronously) until the request may go, then count it as sent.
+
+        ``small``: bars of 30 seconds or less, the only ones IB paces; larger bars wait only
+        for a free slot among the 50 open requests."""
         while True:
-            wait = self.wait_time(key)
+            wait = self.wait_time(key) if small else 0.0
             if wait <= 0 and self.can_open():
                 self.sent(key)
                 return

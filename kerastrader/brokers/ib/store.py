@@ -31,9 +31,9 @@ from kerastrader.errors import KerastraderError
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-CONNECTIVITY_LOST = 1100
-CONNECTIVITY_RESTORED = (1101, 1102)
+REALTIME_RETRY_SECONDS = 30.0
 PACING_RETRIES = 4
+SMALL_BARS = ("1 secs", "5 secs", "10 secs", "15 secs", "30 secs")  # the bars IB paces
 HISTORY_TIMEOUT = 60.0  # seconds ib_async waits for one history answer (then: empty list)
 PACING_WAIT_LIMIT = 120.0  # seconds of pacing waits before a history request gives up
 DATA_ERRORS = frozenset(
@@ -95,7 +95,11 @@ class IBStore:
         max_reconnects: int = 20,
         history_timeout: float = HISTORY_TIMEOUT,
         pacing_wait_limit: float = PACING_WAIT_LIMIT,
+        realtime_errors: str = "stop",
+        realtime_retry_seconds: float = REALTIME_RETRY_SECONDS,
     ) -> None:
+        if realtime_errors not in ("stop", "retry"):
+            raise ValueError(f"realtime_errors = {realtime_errors!r}: expected 'stop' or 'retry'")
         check_port(port, live)
         self.host, self.port, self.client_id = host, port, client_id
         self.live = live
@@ -107,6 +111,10 @@ class IBStore:
         self.pacing_wait_limit = pacing_wait_limit  # seconds, all pacing waits of a request
         self.details: dict[int, Any] = {}  # conId -> ib_async ContractDetails
         self.changing: dict[int, str] = {}  # orderId -> "cancel" / "modify" sent, not yet done
+        self.realtime_errors = realtime_errors  # "stop": end the session; "retry": subscribe again
+        self.realtime_retry_seconds = realtime_retry_seconds
+        self.trading_paused = False  # between 1100 and 1101/1102: orders wait
+        self.fatal: str | None = None  # why the session must end (the feeds end on it)
         self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
         self.pacer = HistoricalPacer()
         self.account = ""
@@ -217,16 +225,65 @@ class IBStore:
             self.events.put(("reconnected", None))
             log.info("reconnected after %d attempt(s)", attempt + 1)
             return
+        waited = sum(self.reconnect_delays[min(a, len(self.reconnect_delays) - 1)]
+                     for a in range(self.max_reconnects))  # fmt: skip
+        self.end_session(
+            f"the connection to IB at {self.host}:{self.port} was lost and not restored after "
+            f"{self.max_reconnects} attempts over {waited:.0f} s; is IB Gateway running and "
+            "logged in (its nightly restart, or the weekly login)?"
+        )
         self.events.put(("gave_up", None))
-        log.error("gave up reconnecting after %d attempts", self.max_reconnects)
+
+    def end_session(self, why: str) -> None:
+        """The session cannot go on: the feeds end (the session writes its report) and the
+        session reports ``why`` as its error."""
+        if self.fatal is None:
+            log.error("ending the session: %s", why)
+            self.fatal = why
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
-        if code == CONNECTIVITY_LOST:
-            self.connected.clear()
-        elif code in CONNECTIVITY_RESTORED:
-            self.connected.set()
-            self.events.put(("reconnected", None))
+        meaning = classify(code, message)
+        if meaning is Meaning.CONNECTIVITY_LOST:  # the socket stays open: Gateway lost IB
+            log.warning("IB error %d: %s; orders wait until it is restored", code, message)
+            self.trading_paused = True
+            self.events.put(("paused", message))
+        elif meaning in (Meaning.RESTORED_DATA_LOST, Meaning.RESTORED_DATA_KEPT):
+            lost = meaning is Meaning.RESTORED_DATA_LOST
+            log.warning("IB error %d: %s%s", code, message,
+                        "; subscribing to real-time bars again" if lost else "")  # fmt: skip
+            self.trading_paused = False
+            if lost:
+                for symbol, (contract_, q, bar_size) in list(self._subscriptions.items()):
+                    self._resubscribe(symbol, contract_, q, bar_size)
+            self.events.put(("resumed", {"data_lost": lost}))
+            if self.lockstep:  # the simulated gateway in lockstep: the lost bars count as seen
+                self._barrier()
+        elif meaning in DATA_ERRORS and self._realtime_symbol(req_id) is not None:
+            self._on_realtime_error(self._realtime_symbol(req_id), code, message)
         self.events.put(("error", (req_id, code, message)))
+
+    def _realtime_symbol(self, req_id: int) -> str | None:
+        return next((s for s, b in self._live_bars.items() if b.reqId == req_id), None)
+
+    def _on_realtime_error(self, symbol: str, code: int, message: str) -> None:
+        """IB refused real-time bars: end the session, or (``retry``) ask again later."""
+        contract, q, bar_size = self._subscriptions[symbol]
+        line = market_data_line(describe(contract), code, message)
+        self._live_bars.pop(symbol, None)
+        if self.realtime_errors == "stop":
+            self.end_session(f"no real-time bars: {line}")
+            return
+        log.error("no real-time bars (subscribing again in %.0f s): %s",
+                  self.realtime_retry_seconds, line)  # fmt: skip
+        loop = asyncio.get_event_loop()
+        loop.call_later(self.realtime_retry_seconds, self._subscribe, symbol, contract, q,
+                        bar_size)  # fmt: skip
+
+    def _resubscribe(self, symbol: str, contract: Any, q: queue.Queue, bar_size: int) -> None:
+        old = self._live_bars.pop(symbol, None)
+        if old is not None:
+            self.ib.cancelRealTimeBars(old)
+        self._subscribe(symbol, contract, q, bar_size)
 
     # -- orders (IB thread -> broker queue) ------------------------------------------------
     def _on_status(self, trade: Any) -> None:
@@ -279,7 +336,7 @@ class IBStore:
         self.post(self._place, contract, order)
 
     def _place(self, contract: Any, order: Any) -> None:
-        if not self.ib.isConnected():
+        if not self.ib.isConnected() or self.trading_paused:
             self.events.put(("unsent", {"ref": order.orderRef}))
             return
         if order.orderId and any(t.order.orderId == order.orderId for t in self.ib.trades()):
@@ -323,7 +380,7 @@ class IBStore:
         key = (contract.conId or contract.symbol, end, duration, bar_size, "TRADES")
         waited = 0.0
         for attempt in range(PACING_RETRIES + 1):
-            await self.pacer.acquire(key)
+            await self.pacer.acquire(key, small=bar_size in SMALL_BARS)
             errors: list[tuple[int, str]] = []
 
             def on_error(req_id, code, message, contract=None, _errors=errors):

@@ -29,6 +29,7 @@ from kerastrader.brokers.ib.simulator.intraday import BAR, Calendar, Path
 from kerastrader.brokers.ib.simulator.layouts import to_int
 from kerastrader.brokers.ib.simulator.market import Market
 from kerastrader.brokers.ib.simulator.scenarios import (
+    COMPETING_TEXT,
     CONNECTIVITY_TEXTS,
     NO_DEFINITION_TEXT,
     NOT_SUBSCRIBED_TEXT,
@@ -81,6 +82,7 @@ class ExchangeMarket(Market):
         self.current_bars: dict[str, tuple[int, float, float, float, float, float]] = {}
         self.paths: dict[tuple[str, int], Path] = {}
         self.hmds = HistoricalService(self)
+        self.rt_requests = 0  # reqRealTimeBars received
         self.online = True  # False between 1100 and 1101/1102
         self.held_out: list[tuple[Connection, tuple]] = []
         self.held_in: list[tuple[Connection, list[str]]] = []
@@ -267,10 +269,13 @@ class ExchangeMarket(Market):
         req_id = to_int(fields[2])
         symbol = self.lookup(fields[3:15])
         bar_size, what = fields[15], fields[16].upper()
+        self.rt_requests += 1
         if symbol is None:
             self.gw.error(conn, req_id, 200, NO_DEFINITION_TEXT)
         elif symbol in self.ib.no_permissions:
             self.gw.error(conn, req_id, 354, NOT_SUBSCRIBED_TEXT)
+        elif symbol in self.ib.competing_session:
+            self.gw.error(conn, req_id, 10197, COMPETING_TEXT)
         elif what not in REALTIME_WHAT_TO_SHOW:
             self.gw.error(conn, req_id, 321, WHAT_TO_SHOW_TEXT)
         else:

@@ -50,6 +50,7 @@ HMDS_PACING_TEXT = HMDS + "Historical data request pacing violation"
 HMDS_PERMISSIONS_TEXT = HMDS + "No market data permissions for {exchange} STK"
 HMDS_NO_DATA_TEXT = HMDS + "HMDS query returned no data: {symbol}@{exchange} Trades"
 NOT_SUBSCRIBED_TEXT = "Requested market data is not subscribed."
+COMPETING_TEXT = "No market data during competing live session"
 WHAT_TO_SHOW_TEXT = (
     "Error validating request.-'bY' : cause - What to show field is missing or incorrect."
 )
@@ -104,7 +105,8 @@ class IBLike:
       open (warning 399); a short sale of a ``hard_to_borrow`` symbol is held Inactive with
       ``whyHeld="locate"`` (warning 404) for ``locate_steps`` 5-second bars;
     - symbols in ``no_permissions`` get 162 (history) and 354 (real-time bars), symbols in
-      ``no_data`` get 162 "HMDS query returned no data";
+      ``no_data`` get 162 "HMDS query returned no data", symbols in ``competing_session``
+      get 10197 for real-time bars (the live account is logged in elsewhere);
     - connectivity events (1100, 1101, 1102) are sent with the socket open
       (``SimulatedGateway.connectivity``).
 
@@ -131,4 +133,5 @@ class IBLike:
     locate_steps: int | None = 12  # 5-second bars until shares are located; None: never
     no_permissions: frozenset[str] = frozenset()
     no_data: frozenset[str] = frozenset()
+    competing_session: frozenset[str] = frozenset()
     lockstep_seconds: int = 5
