@@ -128,6 +128,7 @@ def validate(cfg: Config) -> None:
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
         ("paper", "sec_type"): ("STK", "FUT", "CASH"),
         ("paper", "journal_sync"): ("full", "normal"),
+        ("paper", "realtime_errors"): ("stop", "retry"),
     }
     for (section, key), allowed in choices.items():
         if cfg[section][key] not in allowed:
