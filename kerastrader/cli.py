@@ -225,6 +225,22 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if result.failed and result.failed == len(result.table) else 0
 
 
+def run_study_command(args: argparse.Namespace) -> int:
+    """Run a published study's faithful, honest and one-mistake runs and write its page."""
+    from kerastrader.studies.page import write_page
+    from kerastrader.studies.runner import run_study
+
+    if args.page:
+        print(f"Study page: {write_page(args.page)}")
+        return 0
+    if not args.name:
+        raise KerastraderError("kerastrader study NAME: name a study (a, b, c) or pass --page DIR")
+    only = [n for part in args.only for n in part.split(",") if n] or None
+    page = run_study(args.name, out=args.out, overrides=args.overrides, only=only)
+    print(f"Study page: {page}")
+    return 0
+
+
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="experiment TOML (default: the built-in one)")
     parser.add_argument(
@@ -333,6 +349,19 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run every combination of config values as a job")
     add_sweep_arguments(sweep)
     sweep.set_defaults(handler=run_sweep_command)
+
+    study = sub.add_parser(
+        "study", help="reproduce a published study: original vs faithful vs honest, one page"
+    )
+    study.add_argument("name", nargs="?", help="a, b, c, a folder of examples/studies or a path")
+    study.add_argument("--out", help="the study's folder (default runs/<time>-study-<name>)")
+    study.add_argument("--only", action="append", default=[], metavar="RUN[,RUN]",
+                       help="only these runs (and the runs they reuse)")  # fmt: skip
+    study.add_argument("--page", metavar="DIR", help="rebuild DIR/study.html from its files")
+    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                       help="override a value in every run (training.epochs=1)")  # fmt: skip
+    study.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    study.set_defaults(handler=run_study_command)
 
     ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")
     ingest.add_argument("source", help="CSV or Parquet file of bars")

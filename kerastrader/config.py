@@ -125,6 +125,8 @@ def validate(cfg: Config) -> None:
         ("portfolio", "allocation"): ("independent", "top_k", "proportional", "strategic"),
         ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
         ("data", "returns"): ("total", "price"),
+        ("training", "monitor"): ("val_loss", "loss"),
+        ("tuning", "validation"): ("validation", "training"),
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
         ("paper", "sec_type"): ("STK", "FUT", "CASH"),
         ("paper", "journal_sync"): ("full", "normal"),
@@ -160,6 +162,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{section}.{key} must not be negative, not {cfg[section][key]}")
     if cfg["label"]["dead_band"] < 0:
         raise ConfigError("label.dead_band must not be negative")
+    if cfg["label"]["invert"] and cfg["label"]["kind"] != "direction":
+        raise ConfigError("label.invert applies to label.kind = 'direction' only")
     if cfg["tuning"]["algorithm"] and not cfg["tuning"]["space"]:
         raise ConfigError("tuning.algorithm is set but tuning.space declares nothing to search")
     if not cfg["model"]["units"] or any(

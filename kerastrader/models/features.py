@@ -94,6 +94,70 @@ def _ema_dist(b: Bars, n: int) -> np.ndarray:
     return b["close"] / ta.EMA(b["close"], timeperiod=n) - 1.0
 
 
+def _pctret(b: Bars, n: int) -> np.ndarray:
+    # pandas-ta's PCTRET_n: the simple return over n bars.
+    close = b["close"]
+    out = np.full(len(close), np.nan)
+    out[n:] = close[n:] / close[:-n] - 1.0
+    return out
+
+
+def _slope(b: Bars, n: int) -> np.ndarray:
+    # pandas-ta's SLOPE_n (price points per bar), relative to the close so that it is
+    # comparable across price levels: (Close[t] - Close[t-n]) / n / Close[t].
+    close = b["close"]
+    out = np.full(len(close), np.nan)
+    out[n:] = (close[n:] - close[:-n]) / n / close[n:]
+    return out
+
+
+def _dpo_shift(n: int) -> int:
+    return n // 2 + 1  # pandas-ta's DPO displacement: 11 bars for n = 20
+
+
+def _dpo(b: Bars, n: int) -> np.ndarray:
+    # Detrended price oscillator, causal (pandas-ta's centered=False): the close k bars ago
+    # against today's SMA(n), relative to the close.
+    close, k = b["close"], _dpo_shift(n)
+    sma = ta.SMA(close, timeperiod=n)
+    out = np.full(len(close), np.nan)
+    out[k:] = (close[:-k] - sma[k:]) / close[k:]
+    return out
+
+
+def _dpo_centred(b: Bars, n: int) -> np.ndarray:
+    # LOOKS AHEAD: pandas-ta's default DPO (centered=True) shifts the causal one back by k bars,
+    # so the value at t holds SMA(n) at t + k. Kept only to reproduce studies that used it
+    # (examples/studies/a_nifty_lstm); the causal-feature property test leaves it out.
+    close, k = b["close"], _dpo_shift(n)
+    sma = ta.SMA(close, timeperiod=n)
+    out = np.full(len(close), np.nan)
+    out[:-k] = (close[:-k] - sma[k:]) / close[:-k]
+    return out
+
+
+def _mom(b: Bars, n: int) -> np.ndarray:
+    # Momentum relative to the close: Close[t] / Close[t-n] - 1 over n bars, in percent of n.
+    close = b["close"]
+    out = np.full(len(close), np.nan)
+    out[n:] = (close[n:] / close[:-n] - 1.0) / n
+    return out
+
+
+def _sma(b: Bars, n: int) -> np.ndarray:
+    # A price level, not a ratio: what tutorials feed their networks (study C). Levels trend,
+    # so a scaler fitted on training rows sees values the test period leaves behind.
+    return ta.SMA(b["close"], timeperiod=n)
+
+
+def _ema(b: Bars, n: int) -> np.ndarray:
+    return ta.EMA(b["close"], timeperiod=n)
+
+
+def _ema_fixed(b: Bars, n: int, m: int) -> np.ndarray:
+    return _trailing(b["close"], _recursive_weights(n, m, 2.0 / (n + 1)))
+
+
 def _volume_z(b: Bars, n: int) -> np.ndarray:
     v = b["volume"]
     std = ta.STDDEV(v, timeperiod=n, nbdev=1.0)
@@ -150,6 +214,7 @@ _FIXED_MEMORY: dict[str, Callable[[Bars, int, int], np.ndarray]] = {
     "rsi": _rsi_fixed,
     "atr": _atr_fixed,
     "ema_dist": _ema_dist_fixed,
+    "ema": _ema_fixed,
 }
 
 
@@ -172,7 +237,32 @@ KINDS: dict[str, _Kind] = {
     "sma_dist": _Kind(_sma_dist, ("close",), False, 1, lambda n: n, "Close / SMA(n) - 1"),
     "ema_dist": _Kind(_ema_dist, ("close",), True, 2, lambda n: n, "Close / EMA(n) - 1"),
     "volume_z": _Kind(_volume_z, ("volume",), False, 2, lambda n: n, "volume z-score over n bars"),
+    "pctret": _Kind(_pctret, ("close",), False, 1, lambda n: n + 1, "Close[t] / Close[t-n] - 1"),
+    "slope": _Kind(_slope, ("close",), False, 1, lambda n: n + 1, "(C[t] - C[t-n]) / n / C[t]"),
+    "mom": _Kind(_mom, ("close",), False, 1, lambda n: n + 1, "(Close[t] / Close[t-n] - 1) / n"),
+    "dpo": _Kind(
+        _dpo,
+        ("close",),
+        False,
+        2,
+        lambda n: n + n // 2 + 1,
+        "causal DPO: (Close[t-n//2-1] - SMA(n)[t]) / Close[t]",
+    ),  # fmt: skip
+    "dpo_centred": _Kind(
+        _dpo_centred,
+        ("close",),
+        False,
+        2,
+        lambda n: n,
+        "LOOKS AHEAD n//2+1 bars: pandas-ta's centred DPO, for reproducing studies only",
+    ),  # fmt: skip
+    "sma": _Kind(_sma, ("close",), False, 1, lambda n: n, "SMA(n) of the close (a price level)"),
+    "ema": _Kind(_ema, ("close",), True, 2, lambda n: n, "EMA(n) of the close (a price level)"),
 }
+
+# Kinds whose value at t reads bars after t. They exist to reproduce published mistakes; a run
+# using one is marked look-ahead by the study runner (kerastrader.studies).
+LOOK_AHEAD_KINDS = frozenset({"dpo_centred"})
 
 _NAME = re.compile(r"^(?P<kind>[a-z_]+?)_(?P<period>\d+)$")
 

@@ -37,6 +37,9 @@ class Head:
     kind: str = "direction"
     horizon: int = 1
     dead_band: float = 0.0
+    # True reproduces the tutorials' ``pct_change(-1) > 0``: 1 when Close[t] > Close[t+h],
+    # a DOWN label that a strategy then reads as "up" (study A). Direction labels only.
+    invert: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in HEADS:
@@ -45,16 +48,20 @@ class Head:
             raise ConfigError(f"label.horizon must be at least 1, not {self.horizon}")
         if self.dead_band < 0:
             raise ConfigError(f"label.dead_band must not be negative, not {self.dead_band}")
+        if self.invert and self.kind != "direction":
+            raise ConfigError("label.invert applies to label.kind = 'direction' only")
 
     @classmethod
     def from_config(cls, label: dict[str, Any]) -> Head:
-        return cls(label["kind"], int(label["horizon"]), float(label.get("dead_band", 0.0)))
+        return cls(label["kind"], int(label["horizon"]), float(label.get("dead_band", 0.0)),
+                   bool(label.get("invert", False)))  # fmt: skip
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> Head:
         label = meta.get("label", {})
         return cls(label.get("kind", "direction"), int(label.get("horizon", 1)),
-                   float(label.get("dead_band", 0.0)))  # fmt: skip
+                   float(label.get("dead_band", 0.0)),
+                   bool(label.get("invert", False)))  # fmt: skip
 
     @property
     def task(self) -> str:
@@ -68,6 +75,9 @@ class Head:
     def definition(self) -> str:
         h = self.horizon
         ahead = "Close[t+1]" if h == 1 else f"Close[t+{h}]"
+        if self.kind == "direction" and self.invert:
+            return (f"INVERTED: 1 when Close[t] > {ahead} (pct_change(-{h}) > 0, a down label), "
+                    f"else 0; none for the last {h} bar(s)")  # fmt: skip
         if self.kind == "direction":
             return f"1 when {ahead} > Close[t], else 0; none for the last {h} bar(s)"
         if self.kind == "three_class":
@@ -82,6 +92,7 @@ class Head:
             "kind": self.kind,
             "horizon": self.horizon,
             "dead_band": self.dead_band,
+            **({"invert": True} if self.invert else {}),
             "definition": self.definition,
         }
 
@@ -93,7 +104,9 @@ class Head:
             return r
         out = np.full(len(r), np.nan)
         known = ~np.isnan(r)
-        if self.kind == "direction":
+        if self.kind == "direction" and self.invert:
+            out[known] = (r[known] < 0).astype(float)
+        elif self.kind == "direction":
             out[known] = (r[known] > 0).astype(float)
         else:
             out[known] = np.where(r[known] > self.dead_band, 2.0,

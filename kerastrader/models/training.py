@@ -341,9 +341,12 @@ def _callbacks(t: dict[str, Any], workdir: Path | None) -> list:
 
     from kerastrader.models.progress import EpochProgress
 
+    # training.monitor = "loss" reproduces studies that stopped on the training loss (which
+    # only falls): the validation period then no longer chooses the epoch.
+    monitor = str(t.get("monitor", "val_loss"))
     out: list = [
         keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=int(t["patience"]), restore_best_weights=True
+            monitor=monitor, patience=int(t["patience"]), restore_best_weights=True
         )
     ]
     if t["reduce_lr_patience"] > 0:
@@ -362,7 +365,7 @@ def _callbacks(t: dict[str, Any], workdir: Path | None) -> list:
         (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
         out.append(
             keras.callbacks.ModelCheckpoint(
-                workdir / "checkpoints" / "best.keras", monitor="val_loss", save_best_only=True
+                workdir / "checkpoints" / "best.keras", monitor=monitor, save_best_only=True
             )
         )
     if t["tensorboard"]:
@@ -452,13 +455,16 @@ def train(
     if tn["algorithm"]:
         from kerastrader.models.tuning import search
 
+        # tuning.validation = "training" reproduces a search scored on its own training
+        # windows (study A): it picks the trial that fits best, not the one that generalises.
+        on_train = tn.get("validation", "validation") == "training"
         tuned = search(
             lambda values: build({**m, **values}),
             tn["space"],
             x_train,
             y_train,
-            x_val,
-            y_val,
+            x_train if on_train else x_val,
+            y_train if on_train else y_val,
             algorithm=tn["algorithm"],
             max_trials=int(tn["max_trials"]),
             epochs=int(tn["epochs"]),

@@ -1,0 +1,324 @@
+"""The study page: the original's settings and reported numbers, the faithful reproduction and
+the honest run in three columns, then each mistake's and variant's own runs.
+
+Built only from files in the study's output folder (``study.toml``, ``study.json`` and each
+run's ``metrics.json``, ``study.json``, ``config.toml``), never from memory, so a page rebuilt
+later shows what the runs wrote. Every number cell carries ``data-file`` and ``data-key``: the
+file and the dotted key it was read from, so a test (and a sceptical reader) can check it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kerastrader.errors import KerastraderError
+from kerastrader.reports.html import CSS
+
+log = logging.getLogger(__name__)
+
+PAGE = "study.html"
+
+#: (dotted key in the run's files, label, format). "model." and "strategy."/"benchmark."/"run."
+#: keys come from metrics.json, "original_accounting." keys from the run's study.json.
+SECTIONS: list[tuple[str, list[tuple[str, str, str]]]] = [
+    (
+        "Model, out of sample",
+        [
+            ("model.accuracy", "Test accuracy", "pct"),
+            ("model.balanced_accuracy", "Balanced accuracy", "pct"),
+            ("model.roc_auc", "ROC AUC", "num"),
+            ("model.n_test", "Test bars", "int"),
+            ("model.test_start", "Test period from", "text"),
+            ("model.test_end", "Test period to", "text"),
+        ],
+    ),
+    (
+        "The original's arithmetic on the same predictions (no costs, filled at the close)",
+        [
+            ("original_accounting.sum_of_returns", "Sum of the returns (the 'profit')", "pct"),
+            ("original_accounting.stats.cumulative_returns", "Cumulative return", "pct"),
+            ("original_accounting.stats.annual_return", "Annual return", "pct"),
+            ("original_accounting.stats.annual_volatility", "Annual volatility", "pct"),
+            ("original_accounting.stats.sharpe_ratio", "Sharpe ratio", "num"),
+            ("original_accounting.stats.max_drawdown", "Max drawdown", "pct"),
+            ("original_accounting.stats.daily_value_at_risk", "Daily value at risk", "pct"),
+            ("original_accounting.hit_rate", "Bars with a gain", "pct"),
+            ("original_accounting.long_share", "Bars long", "pct"),
+            ("original_accounting.blocks.positive_share", "Blocks with a profit", "pct"),
+            ("original_accounting.blocks.p05", "Block profit, 5th percentile", "pct"),
+            ("original_accounting.blocks.median", "Block profit, median", "pct"),
+            ("original_accounting.blocks.p95", "Block profit, 95th percentile", "pct"),
+        ],
+    ),
+    (
+        "kerastrader backtest (next-open fills, the run's costs, total return)",
+        [
+            ("strategy.cumulative_returns", "Cumulative return", "pct"),
+            ("strategy.annual_return", "Annual return", "pct"),
+            ("strategy.annual_volatility", "Annual volatility", "pct"),
+            ("strategy.sharpe_ratio", "Sharpe ratio", "num"),
+            ("strategy.max_drawdown", "Max drawdown", "pct"),
+            ("strategy.daily_value_at_risk", "Daily value at risk", "pct"),
+            ("benchmark.cumulative_returns", "Benchmark cumulative return", "pct"),
+            ("benchmark.sharpe_ratio", "Benchmark Sharpe ratio", "num"),
+            ("run.trades", "Trades", "int"),
+            ("run.rejections", "Orders the broker refused (sent again next bar)", "int"),
+            ("run.final_value", "Final value", "money"),
+            ("run.look_ahead", "Look-ahead from data repair", "text"),
+            ("run.in_sample", "Backtest in sample", "text"),
+        ],
+    ),
+]
+
+#: Columns of the mistakes' and variants' tables.
+GROUP_KEYS = [
+    ("model.accuracy", "Accuracy", "pct"),
+    ("model.roc_auc", "ROC AUC", "num"),
+    ("original_accounting.stats.annual_return", "Original's annual return", "pct"),
+    ("original_accounting.stats.sharpe_ratio", "Original's Sharpe", "num"),
+    ("strategy.cumulative_returns", "Backtest cumulative", "pct"),
+    ("strategy.sharpe_ratio", "Backtest Sharpe", "num"),
+    ("run.trades", "Trades", "int"),
+]
+
+STUDY_CSS = """
+td.text{text-align:left}td.na{color:#999}.flag{color:#a40000;font-weight:bold}
+table.study td,table.study th{vertical-align:top;max-width:330px}
+"""
+
+
+def fmt_value(value: Any, kind: str) -> str:
+    """A value as the page shows it (the test formats the file's value the same way)."""
+    if value is None:
+        return "n/a"
+    if kind == "text" or isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if kind == "pct":
+        return f"{float(value):.2%}"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "money":
+        return f"{float(value):,.2f}"
+    return f"{float(value):.3f}"
+
+
+def lookup(doc: dict[str, Any], dotted: str) -> Any:
+    """``doc["a"]["b"]`` for ``"a.b"``; None when any part is missing."""
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _cell(value: Any, kind: str, file: str, key: str) -> str:
+    text = html.escape(fmt_value(value, kind))
+    cls = "na" if value is None else ("text" if kind == "text" else "num")
+    return (
+        f'<td class="{cls}" data-file="{html.escape(file)}" data-key="{html.escape(key)}" '
+        f'data-kind="{kind}">{text}</td>'
+    )
+
+
+class _Run:
+    """One run's files, read once."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.name = name
+        folder = root / name
+        if not (folder / "metrics.json").is_file():
+            raise KerastraderError(f"{folder}: no metrics.json (the run did not finish)")
+        self.metrics = json.loads((folder / "metrics.json").read_text())
+        self.study = json.loads((folder / "study.json").read_text())
+        self.config = tomllib.loads((folder / "config.toml").read_text())
+
+    def source(self, key: str) -> tuple[str, dict[str, Any]]:
+        if key.startswith("original_accounting."):
+            return f"{self.name}/study.json", self.study
+        return f"{self.name}/metrics.json", self.metrics
+
+    def cell(self, key: str, kind: str) -> str:
+        file, doc = self.source(key)
+        return _cell(lookup(doc, key), kind, file, key)
+
+    @property
+    def link(self) -> str:
+        return f'<a href="{html.escape(self.name)}/report.html">{html.escape(self.name)} report</a>'
+
+
+def settings_text(run: _Run) -> dict[str, str]:
+    """The run's choices in the words of the original's settings rows."""
+    c, r = run.config, run.study["reproduces"]
+    m, t, s, b = c["model"], c["training"], c["split"], c["broker"]
+    split = (
+        f"train to {s['train_end']}, validation to {s['validation_end']}, test after"
+        if s["train_end"]
+        else f"chronological fractions: train {s['train_fraction']:g}, validation "
+        f"{s['validation_fraction']:g}, test the rest"
+    )
+    look = r["look_ahead_features"]
+    feats = ", ".join(c["features"]["names"])
+    if c["selection"]["method"]:
+        feats = f"{c['selection']['method']} on training rows, from: {feats}"
+    stop = (
+        "EarlyStopping on the TRAINING loss (the validation period never chooses)"
+        if r["early_stopping_on"] == "loss"
+        else "EarlyStopping on the validation loss, best weights restored"
+    )
+    tuning = "none"
+    if r["tuning"]:
+        tuning = f"{r['tuning']}, trials scored on the " + (
+            "TRAINING windows" if r["tuning_scored_on"] == "training" else "validation period"
+        )
+    st = c["strategy"]
+    side = "long/short" if st["allow_short"] else "long/flat"
+    return {
+        "data": f"{run.metrics['data'].get('path', '')} ({c['data']['missing']} for empty cells)",
+        "features": feats + (f" (LOOK-AHEAD: {', '.join(look)})" if look else ""),
+        "label": "INVERTED: 1 when Close[t] > Close[t+1] (pct_change(-1) > 0)"
+        if r["label_inverted"]
+        else "1 when Close[t+1] > Close[t]",
+        "split": split,
+        "model": f"{m['kind']} units {m['units']}, dropout {m['dropout']:g}, "
+        f"{m['activation']}, window {m['window']}, lr {m['learning_rate']:g}",
+        "training": f"{t['epochs']} epochs max, batch {t['batch_size']}, patience {t['patience']}; "
+        f"{stop}; class weights {'on' if t['class_weights'] else 'off'}",
+        "tuning": tuning,
+        "strategy": f"{side}, enter > {st['enter']:g}, exit < {st['exit']:g}, fill at next open",
+        "costs": f"commission {b['commission']:.2%} of value, slippage {b['slippage_bps']:g} bps"
+        if b["commission"] or b["slippage_bps"]
+        else "none",
+        "accounting": run.study["original_accounting"]["accounting"],
+    }
+
+
+def _original_cell(numbers: dict[str, Any], key: str, kind: str) -> str:
+    return _cell(numbers.get(key), kind, "study.toml", f"original.numbers.{key}")
+
+
+def render(root: Path) -> str:
+    """The page's HTML from the files in ``root``."""
+    spec = tomllib.loads((root / "study.toml").read_text())
+    index = json.loads((root / "study.json").read_text())
+    runs = {name: _Run(root, name) for name in index["runs"]}
+    by_role: dict[str, list[_Run]] = {}
+    for run in runs.values():
+        by_role.setdefault(run.study["role"], []).append(run)
+    main = [by_role.get("faithful", [None])[0], by_role.get("honest", [None])[0]]
+    original = spec["original"]
+    numbers = original.get("numbers", {})
+    st = spec["study"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(st.get('title', 'Study'))}</title>",
+        f"<style>{CSS}{STUDY_CSS}</style></head><body><main>",
+        f"<h1>{html.escape(st.get('title', ''))}</h1>",
+        f"<p class='sub'>{html.escape(st.get('source', ''))}</p>",
+        f"<p>{html.escape(st.get('summary', ''))}</p>",
+    ]
+    data = index["data"]
+    parts.append(
+        "<p class='note'>Data: "
+        + html.escape(f"{data.get('path')} (SHA-256 {str(data.get('sha256'))[:12]}...)")
+        + (
+            html.escape(
+                f", cut from {data['source']} to {data.get('start')} .. {data.get('end')}"
+                f", {data.get('rows')} rows, {data.get('empty_cells')} empty cells"
+            )
+            if data.get("start") or data.get("end")
+            else ""
+        )
+        + (
+            html.escape(f"; bar store {data['store']} ({data.get('symbol')})")
+            if data.get("store")
+            else ""
+        )
+        + "</p>"
+    )
+    if index.get("overrides"):
+        parts.append(
+            "<p class='warn'>Every run was changed by: "
+            + html.escape(", ".join(index["overrides"]))
+            + " (a shrunk run: its numbers are not the study's).</p>"
+        )
+    head = ["<th></th><th>Original (reported)</th>"]
+    for run in main:
+        if run is not None:
+            head.append(f"<th>{html.escape(run.study['label'])}<br>{run.link}</th>")
+    parts.append("<h2>Side by side</h2>")
+    parts.append(
+        "<p class='note'>Original: the settings and numbers the source reports "
+        "(../shared/STUDIES.md). Faithful: the source's choices, each an explicit option. "
+        "Honest: kerastrader's defaults. Every number below is read from the run's files "
+        "(hover a cell's data-file).</p>"
+    )
+    rows = []
+    settings = original.get("settings", {})
+    texts = [settings_text(r) if r else {} for r in main]
+    for topic in settings:
+        cells = [f"<td class='text'>{html.escape(str(settings[topic]))}</td>"]
+        cells += [f"<td class='text'>{html.escape(t.get(topic, ''))}</td>" for t in texts]
+        rows.append(f"<tr><th>{html.escape(topic)}</th>{''.join(cells)}</tr>")
+    what = [f"<td class='text'>{html.escape(r.study['what'])}</td>" for r in main if r]
+    rows.append(
+        f"<tr><th>What it is</th><td class='text'>{html.escape(original.get('notes', ''))}"
+        f"</td>{''.join(what)}</tr>"
+    )
+    for title, keys in SECTIONS:
+        span = 1 + len(head)
+        rows.append(f"<tr><th colspan='{span}' class='text'>{html.escape(title)}</th></tr>")
+        for key, label, kind in keys:
+            if all(r is None or lookup(r.source(key)[1], key) is None for r in main) and (
+                key not in numbers
+            ):
+                continue
+            cells = [_original_cell(numbers, key, kind)]
+            cells += [r.cell(key, kind) for r in main if r is not None]
+            rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+    parts.append(
+        f"<table class='study'><thead><tr>{''.join(head)}</tr></thead><tbody>"
+        f"{''.join(rows)}</tbody></table>"
+    )
+
+    groups: dict[str, list[_Run]] = {}
+    for run in runs.values():
+        if run.study["role"] in ("mistake", "variant"):
+            groups.setdefault(run.study["group"] or run.study["role"], []).append(run)
+    honest = main[1]
+    for group, members in groups.items():
+        parts.append(f"<h2>{html.escape(group)}</h2>")
+        header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in GROUP_KEYS)
+        body = []
+        for run in ([honest] if honest else []) + members:
+            body.append(
+                f"<tr><th class='text'>{html.escape(run.study['label'])}<br>"
+                f"<span class='note'>{html.escape(run.study['what'])}</span></th>"
+                + "".join(run.cell(k, kind) for k, _, kind in GROUP_KEYS)
+                + f"<td>{run.link}</td></tr>"
+            )
+        parts.append(
+            f"<table class='study'><thead><tr><th>Run</th>{header}<th></th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
+    parts.append(
+        f"<footer>Built {datetime.now(UTC).isoformat(timespec='seconds')} from the files in "
+        f"this folder by kerastrader.studies.page; rebuild with "
+        f"<code>kerastrader study --page {html.escape(str(root))}</code>.</footer>"
+    )
+    parts.append("</main></body></html>")
+    return "".join(parts)
+
+
+def write_page(root: str | Path) -> Path:
+    """(Re)write ``<root>/study.html`` from the study's files."""
+    root = Path(root)
+    out = root / PAGE
+    out.write_text(render(root))
+    return out

@@ -1,0 +1,133 @@
+"""Studies: the originals' arithmetic, the reproduced mistakes, and study pages whose every
+number is read from the runs' files (the runs shrunk: 1 epoch, 4 units)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kerastrader.models.features import FeatureSet
+from kerastrader.models.heads import Head
+from kerastrader.studies.accounting import Accounting, score
+from kerastrader.studies.page import fmt_value, lookup, write_page
+from tests.conftest import random_walk_bars
+
+SHRINK = [
+    "training.epochs=1",
+    "model.units=[4]",
+    "report.figures=false",
+    'selection.method=""',
+    'tuning.algorithm=""',
+]
+
+
+class _Cells(HTMLParser):
+    """Every <td> with its attributes and text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[tuple[dict[str, str], str]] = []
+        self._open: dict[str, str] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self._open, self._text = dict(attrs), ""
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._open is not None:
+            self.cells.append((self._open, self._text.strip()))
+            self._open = None
+
+
+def page_cells(root: Path) -> list[tuple[dict[str, str], str]]:
+    parser = _Cells()
+    parser.feed((root / "study.html").read_text())
+    return parser.cells
+
+
+def assert_every_number_is_read_from_files(root: Path) -> int:
+    """Each number on the page sits in a cell naming its file and key, and equals that value."""
+    checked = 0
+    for attrs, text in page_cells(root):
+        if "data-file" not in attrs:
+            assert not re.search(r"\d", text) or attrs.get("class") == "text" or "report" in text, (
+                f"a number without a source: {text!r}"
+            )
+            continue
+        file, key = attrs["data-file"], attrs["data-key"]
+        if file == "study.toml":
+            doc = tomllib.loads((root / file).read_text())
+        else:
+            doc = json.loads((root / file).read_text())
+        assert text == fmt_value(lookup(doc, key), attrs["data-kind"]), (file, key, text)
+        checked += 1
+    return checked
+
+
+def test_original_accounting_is_the_plain_sum_of_signed_next_returns():
+    idx = pd.date_range("2020-01-01", periods=5, freq="D")
+    close = pd.Series([100.0, 101.0, 99.0, 99.0, 102.0], index=idx)
+    pred = pd.Series([0.7, 0.2, np.nan, 0.9, 0.6], index=idx)  # the last bar has no next close
+    out = score(pred, close, Accounting(side="long_short", threshold=0.5))
+    expected = (101 / 100 - 1) - (99 / 101 - 1) + (102 / 99 - 1)
+    assert out["bars"] == 3
+    assert out["sum_of_returns"] == pytest.approx(expected)
+    flat = score(pred, close, Accounting(side="long_flat", threshold=0.5, log_returns=True))
+    assert flat["sum_of_returns"] == pytest.approx(np.log(101 / 100) + np.log(102 / 99))
+
+
+def test_inverted_label_is_pct_change_minus_one_and_says_so():
+    close = np.array([10.0, 11.0, 10.5, 10.5, 12.0])
+    inverted = Head("direction", invert=True).labels(close)
+    idiom = (pd.Series(close).pct_change(-1) > 0).astype(float).to_numpy()
+    np.testing.assert_array_equal(inverted[:-1], idiom[:-1])
+    assert np.isnan(inverted[-1])
+    assert "INVERTED" in Head("direction", invert=True).definition
+
+
+def test_centred_dpo_reads_the_future_and_the_causal_one_does_not():
+    bars = random_walk_bars(120, seed=3)
+    changed = bars.copy()
+    changed.iloc[80:, changed.columns.get_loc("close")] *= 1.5
+    causal = FeatureSet(["dpo_20", "pctret_1", "slope_1", "sma_20", "ema_20"], memory=4)
+    np.testing.assert_array_equal(causal.compute(bars)[:80], causal.compute(changed)[:80])
+    centred = FeatureSet(["dpo_centred_20"])
+    before, after = centred.compute(bars)[:80, 0], centred.compute(changed)[:80, 0]
+    moved = np.flatnonzero(~np.isclose(before, after, equal_nan=True))
+    assert moved.min() == 80 - 11  # 11 bars ahead, as pandas-ta's DPO(20)
+
+
+def test_study_c_page_numbers_come_from_its_run_files(tmp_path):
+    from kerastrader.studies.runner import run_study
+
+    page = run_study("c", out=tmp_path, overrides=SHRINK)
+    assert page == tmp_path / "study.html"
+    for run in ("faithful", "honest", "ratios"):
+        assert (tmp_path / run / "report.html").is_file()
+        assert f'href="{run}/report.html"' in page.read_text()
+    assert assert_every_number_is_read_from_files(tmp_path) > 40
+    faithful = json.loads((tmp_path / "faithful" / "metrics.json").read_text())
+    assert faithful["model"]["n_test"] == 9  # the article's last 10 bars, 9 with a next close
+    honest = json.loads((tmp_path / "honest" / "study.json").read_text())
+    assert honest["original_accounting"]["blocks"]["length"] == 10
+
+    # The page is rebuilt from the files: change one, and the page follows.
+    path = tmp_path / "honest" / "metrics.json"
+    doc = json.loads(path.read_text())
+    doc["strategy"]["sharpe_ratio"] = 9.876
+    path.write_text(json.dumps(doc))
+    write_page(tmp_path)
+    cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(tmp_path)}
+    assert cells[("honest/metrics.json", "strategy.sharpe_ratio")] == "9.876"
