@@ -118,6 +118,7 @@ def validate(cfg: Config) -> None:
         ("tuning", "algorithm"): ("", "random", "hyperband", "bayesian"),
         ("walkforward", "scheme"): ("expanding", "rolling"),
         ("walkforward", "executor"): ("local", "ray"),
+        ("tuning", "executor"): ("local", "ray"),
         ("sweep", "executor"): ("", "local", "ray", "serial"),
         ("strategy", "signal"): ("threshold", "proportional"),
         ("sizing", "method"): ("fixed", "volatility", "kelly"),
@@ -148,6 +149,7 @@ def validate(cfg: Config) -> None:
         ("walkforward", "validation_bars"),
         ("walkforward", "step"),
         ("walkforward", "workers"),
+        ("tuning", "workers"),
         ("sweep", "cpus_per_job"),
     ]
     for section, key in positive:
@@ -178,6 +180,7 @@ def validate(cfg: Config) -> None:
         ("risk", "take_profit"),
         ("risk", "trailing_stop"),
         ("risk", "daily_loss_limit"),
+        ("risk", "tick"),
         ("portfolio", "turnover_limit"),
         ("portfolio", "resize_band"),
         ("portfolio", "tilt"),

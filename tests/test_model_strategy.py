@@ -195,8 +195,21 @@ def test_stop_loss_and_take_profit_are_bracket_children_at_the_entry_close(train
     kinds = {}
     for c in strat.created:
         kinds.setdefault(c[3], c[4])
-    assert kinds["Stop"] == pytest.approx(entry_close * 0.95)
-    assert kinds["Limit"] == pytest.approx(entry_close * 1.10)
+    # On the cent grid (risk.tick = 0.01), as an exchange takes them.
+    assert kinds["Stop"] == pytest.approx(round(entry_close * 0.95, 2), abs=1e-9)
+    assert kinds["Limit"] == pytest.approx(round(entry_close * 1.10, 2), abs=1e-9)
+
+
+def test_without_a_tick_bracket_prices_are_exact(trained):
+    bars = gap_bars()
+    strat = run([bars], always(0.9), trained.loaded,
+                risk={"stop_loss": 0.05, "take_profit": 0.1, "tick": 0.0})  # fmt: skip
+    entry_close = bars["close"].iloc[START]
+    kinds = {}
+    for c in strat.created:
+        kinds.setdefault(c[3], c[4])
+    assert kinds["Stop"] == pytest.approx(entry_close * 0.95, rel=1e-12)
+    assert kinds["Limit"] == pytest.approx(entry_close * 1.10, rel=1e-12)
 
 
 def test_a_stop_gapped_through_fills_at_the_open_not_the_stop(trained):

@@ -423,6 +423,7 @@ class ModelStrategy(bt.Strategy):
         i = self._slot(data)
         long = shares > 0
         sl, tp, trail = r["stop_loss"], r["take_profit"], r["trailing_stop"]
+        tick = float(r.get("tick", 0.0))  # the exchange's price grid, as IB requires it
         kwargs: dict[str, Any] = {"data": data, "size": abs(shares), "exectype": bt.Order.Market}
         if trail > 0:
             kwargs.update(stopexec=bt.Order.StopTrail, stopargs={"trailpercent": trail})
@@ -430,11 +431,13 @@ class ModelStrategy(bt.Strategy):
             # (a stop price already moved away would sit trail^2 from the entry).
             kwargs["stopprice"] = price
         elif sl > 0:
-            kwargs["stopprice"] = price * (1 - sl) if long else price * (1 + sl)
+            kwargs["stopprice"] = sizing.on_tick(price * (1 - sl) if long else price * (1 + sl),
+                                                 tick)  # fmt: skip
         else:
             kwargs["stopexec"] = None
         if tp > 0:
-            kwargs["limitprice"] = price * (1 + tp) if long else price * (1 - tp)
+            kwargs["limitprice"] = sizing.on_tick(price * (1 + tp) if long else price * (1 - tp),
+                                                  tick)  # fmt: skip
         else:
             kwargs["limitexec"] = None
         parent, stop, limit = (self.buy_bracket if long else self.sell_bracket)(**kwargs)
