@@ -6,7 +6,7 @@ from __future__ import annotations
 import backtrader as bt
 import pytest
 
-from kerastrader.brokers.ib.broker import IBBroker, to_tick
+from kerastrader.brokers.ib.broker import IBBroker
 from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import Faults, SimulatedGateway
 from kerastrader.brokers.ib.store import IBStore
@@ -74,9 +74,8 @@ def test_a_limit_order_fills_only_when_the_price_reaches_it(tmp_path):
     strat, gateway, journal, bars = session(tmp_path, send)
     assert gateway.orders[0]["orderType"] == "LMT"
     # By hand from the bars: sent on bar HISTORY, worked from the next bar; the first bar whose
-    # low reaches the limit fills it, at the open if it opened below, else at the limit (on
-    # the contract's 0.01 price grid, as IB takes it).
-    limit = to_tick(0.97 * bars["close"].iloc[HISTORY], 0.01)
+    # low reaches the limit fills it, at the open if it opened below, else at the limit.
+    limit = 0.97 * bars["close"].iloc[HISTORY]
     j = next(j for j in range(HISTORY + 1, len(bars)) if bars["low"].iloc[j] <= limit)
     assert j > HISTORY + 1  # the scenario has a bar that does not reach the limit
     order = strat.orders[0]
@@ -94,7 +93,7 @@ def test_a_stop_order_becomes_an_ib_stop_with_the_stop_as_aux_price(tmp_path):
     strat, gateway, *_ = session(tmp_path, send)
     placed = gateway.orders[0]
     assert placed["orderType"] == "STP" and placed["action"] == "SELL"
-    assert placed["auxPrice"] == to_tick(strat.orders[0].created.price, 0.01)
+    assert placed["auxPrice"] == pytest.approx(strat.orders[0].created.price, rel=1e-6)
 
 
 def test_stop_limit_and_trailing_stop_map_to_ib_types(tmp_path):
@@ -107,7 +106,7 @@ def test_stop_limit_and_trailing_stop_map_to_ib_types(tmp_path):
 
     strat, gateway, *_ = session(tmp_path, send)
     kinds = {o["orderType"]: o for o in gateway.orders}
-    assert kinds["STP LMT"]["lmtPrice"] == to_tick(strat.orders[0].created.pricelimit, 0.01)
+    assert kinds["STP LMT"]["lmtPrice"] == pytest.approx(strat.orders[0].created.pricelimit)
     assert kinds["TRAIL"]["trailingPercent"] == pytest.approx(5.0)
 
 

@@ -114,7 +114,9 @@ class SimulatedGateway:
         self.speed = speed
         self.broker = {**DEFAULT_BROKER, **(broker or {})}
         self.ib = ib
-        self.min_tick = ib.min_tick if ib is not None else 0.01
+        # The happy path has no price grid (minTick 0): orders keep the strategy's exact prices,
+        # as in the backtest it is compared with; the IB-like mode has IB's (error 110 off it).
+        self.min_tick = ib.min_tick if ib is not None else 0.0
         self.lock = threading.Lock()
         self.finished = threading.Event()
         self.market = (
