@@ -10,7 +10,10 @@ import pytest
 from kerastrader.models.features import COLUMNS, as_arrays, parse_feature
 from tests.conftest import random_walk_bars
 
-RECURSIVE = ["rsi_2", "rsi_14", "rsi_30", "atr_1", "atr_2", "atr_14", "ema_dist_2", "ema_dist_12"]
+RECURSIVE = [
+    "rsi_2", "rsi_14", "rsi_30", "atr_1", "atr_2", "atr_14",
+    "ema_dist_2", "ema_dist_12", "ema_2", "ema_12",
+]  # fmt: skip
 
 
 def by_definition(feature, bars) -> np.ndarray:
