@@ -67,11 +67,12 @@ def assert_every_number_is_read_from_files(root: Path) -> int:
             )
             continue
         file, key = attrs["data-file"], attrs["data-key"]
-        if file == "study.toml":
-            doc = tomllib.loads((root / file).read_text())
+        if file == "study.toml":  # the reported numbers, keyed by the page's dotted row keys
+            numbers = tomllib.loads((root / file).read_text())["original"].get("numbers", {})
+            value = numbers.get(key.removeprefix("original.numbers."))
         else:
-            doc = json.loads((root / file).read_text())
-        assert text == fmt_value(lookup(doc, key), attrs["data-kind"]), (file, key, text)
+            value = lookup(json.loads((root / file).read_text()), key)
+        assert text == fmt_value(value, attrs["data-kind"]), (file, key, text)
         checked += 1
     return checked
 
@@ -131,3 +132,46 @@ def test_study_c_page_numbers_come_from_its_run_files(tmp_path):
     write_page(tmp_path)
     cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(tmp_path)}
     assert cells[("honest/metrics.json", "strategy.sharpe_ratio")] == "9.876"
+
+
+def test_study_a_faithful_and_each_mistake_alone_come_from_their_run_files(tmp_path):
+    from kerastrader.studies.runner import run_study
+    from tests.conftest import shared_file
+
+    shared_file("nifty50-2007-2024.csv")
+    page = run_study("a", out=tmp_path, overrides=SHRINK,
+                     only=["faithful", "honest", "label", "threshold_03"])  # fmt: skip
+    assert assert_every_number_is_read_from_files(tmp_path) > 40
+    text = page.read_text()
+    assert "Each mistake alone" in text and "Thresholds and costs" in text
+    faithful = json.loads((tmp_path / "faithful" / "study.json").read_text())
+    flags = faithful["reproduces"]
+    assert flags["label_inverted"] and flags["look_ahead_features"] == ["dpo_centred_20"]
+    assert flags["missing"] == "interpolate" and flags["early_stopping_on"] == "loss"
+    assert "log returns" in faithful["original_accounting"]["accounting"]
+    honest = json.loads((tmp_path / "honest" / "study.json").read_text())
+    assert not honest["reproduces"]["label_inverted"]
+    assert honest["reproduces"]["look_ahead_features"] == []
+    metrics = json.loads((tmp_path / "faithful" / "metrics.json").read_text())
+    assert metrics["run"]["look_ahead"] is None  # the file has no empty cells to interpolate
+    data = json.loads((tmp_path / "study.json").read_text())["data"]
+    assert data["start"] == "2014-01-13" and data["end"] == "2024-01-12"
+    # the threshold run reused the honest model: same predictions, another rule
+    same = [(tmp_path / r / "predictions.csv").read_text() for r in ("honest", "threshold_03")]
+    assert same[0] == same[1]
+
+
+def test_study_b_reads_its_bars_from_the_store_and_walks_forward(tmp_path, monkeypatch):
+    from kerastrader.studies.runner import STORE_ENV, run_study
+    from tests.conftest import shared_file
+
+    shared_file("xlf-daily.csv")
+    monkeypatch.delenv(STORE_ENV, raising=False)  # SQLite in the study's folder
+    run_study("b", out=tmp_path, overrides=[*SHRINK, "walkforward.folds=2"])
+    assert (tmp_path / "bars.sqlite").is_file()
+    assert assert_every_number_is_read_from_files(tmp_path) > 20
+    for run in ("faithful", "honest"):
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        assert metrics["data"]["path"].startswith("sqlite")
+    honest = json.loads((tmp_path / "honest" / "metrics.json").read_text())
+    assert len(honest["model"]["folds"]) == 2
