@@ -272,6 +272,7 @@ def run_study(
     data_overrides, data_info = prepare_data(study, out_dir)
     shutil.copy(study.folder / STUDY_FILE, out_dir / STUDY_FILE)
     index = {"study": study.name, "data": data_info, "runs": [], "overrides": overrides or []}
+    page = out_dir / "study.html"
     for r in runs:
         log.info("study %s: run %s (%s)", study.name, r.name, r.role)
         cfg = load_config(r.config, data_overrides + r.overrides + list(overrides or []))
@@ -292,7 +293,8 @@ def run_study(
         }
         (run_dir / "study.json").write_text(json.dumps(result, indent=2) + "\n")
         index["runs"].append(r.name)
-    (out_dir / "study.json").write_text(json.dumps(index, indent=2) + "\n")
-    page = write_page(out_dir)
+        # The page after every run: a long study shows what has finished so far.
+        (out_dir / "study.json").write_text(json.dumps(index, indent=2) + "\n")
+        page = write_page(out_dir)
     log.info("study page: %s", page)
     return page
