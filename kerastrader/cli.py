@@ -205,6 +205,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(opts, name, value)
     opts.progress = not args.quiet
+    opts.mlflow = args.mlflow
     if args.out:
         out = Path(args.out)
     else:
@@ -265,6 +266,13 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--retries", type=int, help="retries of a job whose worker died (1)")
     parser.add_argument("--metric", help="rank jobs by this sweep.csv column (sharpe_ratio)")
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="mlruns",
+        metavar="URI",
+        help="log the sweep to MLflow (a tracking URI, or a folder; default mlruns/)",
+    )
     parser.add_argument("--data", help="bars file to use instead of data.path")
     parser.add_argument("--out", help="the sweep's folder (default runs/<time>-sweep)")
     parser.add_argument(

@@ -40,3 +40,17 @@ def hog(mb: int) -> int:
     block = np.ones(mb * 2**20 // 8)
     time.sleep(3)
     return int(block[0])
+
+
+def tiny_builder(values: dict):
+    """Flatten -> Dense(units...) -> Dense(1, sigmoid) over 10 x 3 windows (tuning tests)."""
+    import keras
+
+    layers = [keras.Input((10, 3)), keras.layers.Flatten()]
+    for units in values.get("units", [8]):
+        layers.append(keras.layers.Dense(units, activation=values.get("activation", "relu")))
+        layers.append(keras.layers.Dropout(values.get("dropout", 0.0)))
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.Adam(values.get("learning_rate", 1e-2)), "binary_crossentropy")
+    return model

@@ -21,7 +21,7 @@ from kerastrader.sweeps.spec import (
     split_top_level,
 )
 from tests import sweep_tasks
-from tests.conftest import TINY_ARGS, tiny_config
+from tests.conftest import ROOT, TINY_ARGS, tiny_config
 
 # ---------------------------------------------------------------------------------------------
 # Grid and keys
@@ -205,3 +205,14 @@ def test_an_invalid_combination_is_a_failed_job_not_a_failed_sweep(tmp_path):
     jobs = plan_jobs(None, list(TINY_ARGS[1::2]), {"strategy.exit": [0.45, 0.9]})
     assert jobs[0].cfg is not None and not jobs[0].error
     assert jobs[1].cfg is None and "must not exceed strategy.enter" in jobs[1].error
+
+
+def test_the_sweep_example_is_valid_and_expands_to_eight_jobs():
+    from kerastrader.config import load_config
+    from kerastrader.sweeps.runner import SweepOptions, plan_jobs
+
+    path = ROOT / "examples" / "sweep.toml"
+    opts = SweepOptions.from_config(load_config(path)["sweep"])
+    jobs = plan_jobs(path, [], opts.grid)
+    assert len(jobs) == 8 and all(j.cfg is not None for j in jobs)
+    assert {tuple(j.cfg["model"]["units"]) for j in jobs} == {(16,), (32, 16)}

@@ -306,20 +306,33 @@ def _builder(
     cfg: Config, window: int, n_features: int, head: Head, y_train: np.ndarray, front
 ) -> Callable[[dict[str, Any]], Any]:
     """A function from model hyperparameters to a compiled model (the tuner calls it too)."""
-    from kerastrader.models.builders import build_model
-    from kerastrader.models.custom import custom_model
-
     mean = float(np.mean(y_train)) if head.kind == "regression" else 0.0
     std = float(np.std(y_train)) if head.kind == "regression" else 1.0
     std = std if std > 0 else 1.0
+    return _ModelBuilder(window, n_features, head, mean, std, front)
 
-    def build(m: dict[str, Any]):
+
+@dataclass
+class _ModelBuilder:
+    """Picklable (a parallel tuning worker rebuilds models from it), unlike a closure."""
+
+    window: int
+    n_features: int
+    head: Head
+    mean: float
+    std: float
+    front: Any = None
+
+    def __call__(self, m: dict[str, Any]) -> Any:
+        from kerastrader.models.builders import build_model
+        from kerastrader.models.custom import custom_model
+
         if m["kind"] == "custom":
-            return custom_model(m["custom"], window, n_features, head)
+            return custom_model(m["custom"], self.window, self.n_features, self.head)
         return build_model(
             m["kind"],
-            window,
-            n_features,
+            self.window,
+            self.n_features,
             m["units"],
             m["dropout"],
             m["activation"],
@@ -327,13 +340,22 @@ def _builder(
             bidirectional=m["bidirectional"],
             kernel_size=m["kernel_size"],
             heads=m["heads"],
-            head=head,
-            target_mean=mean,
-            target_std=std,
-            front=front,
+            head=self.head,
+            target_mean=self.mean,
+            target_std=self.std,
+            front=self.front,
         )
 
-    return build
+
+@dataclass
+class _WithValues:
+    """``build({**model, **values})``: the tuner's trial values over the configured model."""
+
+    build: _ModelBuilder
+    model: dict[str, Any]
+
+    def __call__(self, values: dict[str, Any]) -> Any:
+        return self.build({**self.model, **values})
 
 
 def _callbacks(t: dict[str, Any], workdir: Path | None) -> list:
@@ -458,8 +480,12 @@ def train(
         # tuning.validation = "training" reproduces a search scored on its own training
         # windows (study A): it picks the trial that fits best, not the one that generalises.
         on_train = tn.get("validation", "validation") == "training"
+        workers = int(tn.get("workers", 1))
+        if workers > 1 and front is not None:
+            log.info("tuning with an autoencoder front runs its trials serially")
+            workers = 1
         tuned = search(
-            lambda values: build({**m, **values}),
+            _WithValues(build, dict(m)),
             tn["space"],
             x_train,
             y_train,
@@ -475,6 +501,8 @@ def train(
             patience=int(t["patience"]),
             allowed=TUNABLE,
             progress=True,
+            workers=workers,
+            executor=tn.get("executor", "local"),
         )
         m.update(tuned.best)
         tuning = tuned.to_dict()

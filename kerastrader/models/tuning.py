@@ -269,8 +269,14 @@ class _ReportingTuner:
     """
 
     report: Callable[[Trial], None] | None = None
+    # Each trial starts from seed + its number, not from wherever the previous trial left the
+    # random state: trials then do not depend on each other, and running them in parallel
+    # (search(workers=...)) gives the serial run's numbers.
+    trial_seed: int | None = None
 
     def run_trial(self, trial: Trial, *args: Any, **kwargs: Any) -> Any:
+        if self.trial_seed is not None:
+            keras.utils.set_random_seed(_trial_seed(self.trial_seed, trial.trial_id))
         try:
             return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         except (kt.errors.FatalError, kt.errors.FailedTrialError):
@@ -349,6 +355,13 @@ def _score(trial: Trial) -> float | None:
     return score if math.isfinite(score) else None
 
 
+def _trial_seed(seed: int, trial_id: str) -> int:
+    try:
+        return seed + int(trial_id)
+    except ValueError:
+        return seed
+
+
 # --------------------------------------------------------------------------------------------
 # The search
 
@@ -394,6 +407,8 @@ def search(
     patience: int = 3,
     allowed: Iterable[str] | None = None,
     progress: bool = False,
+    workers: int = 1,
+    executor: str = "local",
 ) -> TuningResult:
     """Search ``space`` for the hyperparameters that score best on the validation period.
 
@@ -418,6 +433,13 @@ def search(
     ends the search with that exception, instead of keras-tuner's default of recording a failed
     trial and carrying on; ``build`` may raise ``keras_tuner.errors.FailedTrialError`` to reject
     one combination on purpose. A trial whose objective is NaN gets score None.
+
+    ``workers > 1`` runs random-search trials at once on ``executor`` ("local": a process
+    pool; "ray"), each with CPUs / workers threads; ``build`` must then be picklable (a
+    module-level function or object). The trials are the ones the serial search draws (the
+    oracle draws them without looking at scores) and each starts from the same seed, so the
+    scores and the best hyperparameters equal the serial run's. Hyperband and Bayesian
+    optimisation choose each trial from the scores before it, so they run serially.
     """
     if algorithm not in ALGORITHMS:
         raise ConfigError(
@@ -448,6 +470,19 @@ def search(
         directory=directory,
     )
     hypermodel.declaring = False
+    tuner.trial_seed = seed
+    if workers > 1 and algorithm == "random":
+        from kerastrader.models.parallel_trials import parallel_random_search
+
+        return parallel_random_search(
+            tuner, parsed, build, objective, target.direction, x_train, y_train, x_val, y_val,
+            epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
+            sample_weight=sample_weight, max_trials=max_trials, workers=workers,
+            executor=executor, algorithm=algorithm,
+        )  # fmt: skip
+    if workers > 1:
+        log.info("tuning %s: each trial depends on the scores before it; trials run serially",
+                 algorithm)  # fmt: skip
 
     total = None if algorithm == "hyperband" else max_trials
     log.info(

@@ -63,6 +63,7 @@ class SweepOptions:
     retries: int = 1
     metric: str = "sharpe_ratio"
     progress: bool = True
+    mlflow: str | None = None  # a tracking URI or folder: log the sweep there (--mlflow)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> SweepOptions:
@@ -212,6 +213,13 @@ def run_sweep(
     from kerastrader.sweeps.report import write_sweep_report
 
     write_sweep_report(out, table, statistics, opts.metric, grid)
+    if opts.mlflow is not None:
+        from kerastrader.sweeps.tracking import log_sweep
+
+        run_id = log_sweep(opts.mlflow, out, table, statistics, grid, opts.metric)
+        summary = json.loads((out / "sweep.json").read_text())
+        (out / "sweep.json").write_text(json.dumps({**summary, "mlflow_run": run_id}, indent=2))
+        log.info("sweep logged to MLflow (%s): parent run %s", opts.mlflow, run_id)
     n_failed = int((table["status"] != "ok").sum()) if len(table) else 0
     return SweepResult(
         out, table, ran=len(todo), skipped=skipped, failed=n_failed, statistics=statistics

@@ -27,7 +27,11 @@ from kerastrader.errors import ConfigError
 
 # Keys that say how to run, not what: they are left out of a job's key, so that running the
 # same sweep on Ray instead of a process pool (or with more workers) skips the finished jobs.
-NOT_IN_KEY = {"sweep": None, "walkforward": ("workers", "executor")}
+NOT_IN_KEY = {
+    "sweep": None,
+    "walkforward": ("workers", "executor"),
+    "tuning": ("workers", "executor"),
+}
 
 
 def split_top_level(text: str) -> list[str]:
