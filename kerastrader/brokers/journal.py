@@ -17,27 +17,8 @@ One connection (``check_same_thread=False``) guarded by a lock: events arrive fr
 client's thread and from Backtrader's. Times are ISO 8601 UTC strings of fixed width (so text
 order is time order); naive times are taken as UTC. Numbers are REAL.
 
-Tables:
-
-``meta(key, value)``
-    ``run_id`` (the run whose order numbers this file hands out) and ``schema_version``.
-``sessions(id, run_id, time, info)``
-    One row per start or resume of a session; ``info`` is JSON (config hash, account,
-    host/port, mode, ...).
-``bars(symbol, time, open, high, low, close, volume)``
-    Primary key ``(symbol, time)``: recording a bar again keeps its latest values.
-``decisions(id, run_id, time, symbol, prediction, target, note)``
-    What the model said and the target position the strategy derived from it.
-``orders(ref, run_id, number, symbol, action, quantity, order_type, limit_price, stop_price,
-trail_percent, parent_ref, ib_order_id, dry_run, status, filled, remaining, avg_price,
-why, created, updated)``
-    One row per order, keyed by its ``orderRef``; the latest status is kept here.
-``order_status(id, ref, time, status, filled, remaining, avg_price, why)``
-    Every distinct status an order went through (IB repeats statuses; repeats are skipped).
-``fills(exec_id, ref, symbol, time, shares, price)``
-    One row per execution, keyed by IB's ``execId``; ``shares`` signed (+buy, -sell).
-``commissions(exec_id, commission, realized_pnl, time)``
-    Separate from ``fills`` because IB's commission report may arrive before its execution.
+The tables and the helpers every journal module shares are in :mod:`.journal_schema`; the
+report's frames are built from the journal's rows in :mod:`.journal_frames`.
 """
 
 from __future__ import annotations
@@ -47,136 +28,30 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from kerastrader.brokers.journal_frames import report_frames
+from kerastrader.brokers.journal_schema import (
+    BAR_COLUMNS,
+    DONE_STATUSES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UNSET_DOUBLE,
+    new_run_id,
+    now_iso,
+    real,
+    split_ref,
+    utc_iso,
+)
+
+__all__ = ["DONE_STATUSES", "Journal", "new_run_id", "utc_iso"]
+
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-
-# ib_async's OrderStatus.DoneStates: an order in one of these will never fill again.
-DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
-
-# IB's "unset" double (sys.float_info.max) in a commission report's realizedPNL.
-_UNSET_DOUBLE = 1e300
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    time TEXT NOT NULL,
-    info TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bars (
-    symbol TEXT NOT NULL,
-    time TEXT NOT NULL,
-    open REAL, high REAL, low REAL, close REAL, volume REAL,
-    PRIMARY KEY (symbol, time)
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    time TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    prediction REAL,
-    target REAL,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS orders (
-    ref TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    number INTEGER,
-    symbol TEXT NOT NULL,
-    action TEXT NOT NULL,
-    quantity REAL NOT NULL,
-    order_type TEXT NOT NULL,
-    limit_price REAL,
-    stop_price REAL,
-    trail_percent REAL,
-    parent_ref TEXT,
-    ib_order_id INTEGER,
-    dry_run INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
-    filled REAL NOT NULL DEFAULT 0,
-    remaining REAL,
-    avg_price REAL,
-    why TEXT NOT NULL DEFAULT '',
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_run_number ON orders (run_id, number);
-CREATE TABLE IF NOT EXISTS order_status (
-    id INTEGER PRIMARY KEY,
-    ref TEXT NOT NULL,
-    time TEXT NOT NULL,
-    status TEXT NOT NULL,
-    filled REAL NOT NULL,
-    remaining REAL,
-    avg_price REAL,
-    why TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS order_status_ref ON order_status (ref);
-CREATE TABLE IF NOT EXISTS fills (
-    exec_id TEXT PRIMARY KEY,
-    ref TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    time TEXT NOT NULL,
-    shares REAL NOT NULL,
-    price REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS commissions (
-    exec_id TEXT PRIMARY KEY,
-    commission REAL NOT NULL,
-    realized_pnl REAL,
-    time TEXT NOT NULL
-);
-"""
-
-_BAR_COLUMNS = ["open", "high", "low", "close", "volume"]
-
-
-def utc_iso(time: Any) -> str:
-    """``time`` (datetime, Timestamp, date or ISO string) as a fixed-width ISO UTC string.
-
-    Fixed width (microseconds, ``+00:00``) so that SQLite's text order is time order. A naive
-    time is taken as UTC: IB reports times in UTC and so does the session.
-    """
-    ts = pd.Timestamp(time)
-    if pd.isna(ts):
-        raise ValueError(f"not a time: {time!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime(warn=False).isoformat(timespec="microseconds")
-
-
-def _now() -> str:
-    return utc_iso(dt.datetime.now(dt.UTC))
-
-
-def new_run_id() -> str:
-    """A fresh run id: the UTC start time (readable, sortable) and a random suffix (unique)."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def _split_ref(ref: str) -> tuple[str | None, int | None]:
-    """``"run:12"`` -> ``("run", 12)``; a ref not made by ``order_ref`` -> ``(None, None)``."""
-    run, sep, number = ref.rpartition(":")
-    if sep and run and number.isdigit():
-        return run, int(number)
-    return None, None
-
-
-def _real(value: float | None) -> float | None:
-    return None if value is None else float(value)
 
 
 class Journal:
@@ -207,7 +82,7 @@ class Journal:
         self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         with self._tx() as conn:
             # Statement by statement: executescript would COMMIT the transaction first.
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             stored = conn.execute("SELECT value FROM meta WHERE key = 'run_id'").fetchone()
@@ -304,7 +179,7 @@ class Journal:
     ) -> None:
         """A bar the strategy saw. Again for the same ``(symbol, time)``: the latest values win
         (IB revises a bar that is still forming), never a second row."""
-        values = [_real(v) for v in (open, high, low, close, volume)]
+        values = [real(v) for v in (open, high, low, close, volume)]
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO bars (symbol, time, open, high, low, close, volume)"
@@ -323,7 +198,7 @@ class Journal:
             conn.execute(
                 "INSERT INTO decisions (run_id, time, symbol, prediction, target, note)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (self.run_id, utc_iso(time), symbol, _real(prediction), _real(target), note),
+                (self.run_id, utc_iso(time), symbol, real(prediction), real(target), note),
             )
 
     def record_order(
@@ -346,8 +221,8 @@ class Journal:
         asks IB (by ``orderRef``) whether it arrived, instead of guessing. A ref recorded
         before is refused: that would be the same order twice.
         """
-        run, number = _split_ref(ref)
-        now = _now()
+        run, number = split_ref(ref)
+        now = now_iso()
         try:
             with self._tx() as conn:
                 conn.execute(
@@ -363,9 +238,9 @@ class Journal:
                         action,
                         float(quantity),
                         order_type,
-                        _real(limit),
-                        _real(stop),
-                        _real(trail_percent),
+                        real(limit),
+                        real(stop),
+                        real(trail_percent),
                         parent_ref,
                         ib_order_id,
                         int(bool(dry_run)),
@@ -387,7 +262,7 @@ class Journal:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE orders SET ib_order_id = ?, updated = ? WHERE ref = ?",
-                (int(ib_order_id), _now(), ref),
+                (int(ib_order_id), now_iso(), ref),
             )
             if cur.rowcount == 0:
                 raise KeyError(f"no order {ref!r} in the journal {self.path}")
@@ -407,8 +282,8 @@ class Journal:
         status for an order this journal never recorded (placed from TWS, another client) is
         kept in the history and logged: it is evidence, not noise.
         """
-        now = _now()
-        values = (status, float(filled), _real(remaining), _real(avg_price), why)
+        now = now_iso()
+        values = (status, float(filled), real(remaining), real(avg_price), why)
         with self._tx() as conn:
             last = conn.execute(
                 "SELECT status, filled, remaining, avg_price, why FROM order_status"
@@ -453,14 +328,14 @@ class Journal:
         Recorded again, the latest report wins (one row per execution). IB's "unset"
         realizedPNL (the largest double) is stored as NULL.
         """
-        if realized_pnl is not None and abs(realized_pnl) >= _UNSET_DOUBLE:
+        if realized_pnl is not None and abs(realized_pnl) >= UNSET_DOUBLE:
             realized_pnl = None
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO commissions (exec_id, commission, realized_pnl, time)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (exec_id) DO UPDATE SET"
                 " commission = excluded.commission, realized_pnl = excluded.realized_pnl",
-                (exec_id, float(commission), _real(realized_pnl), _now()),
+                (exec_id, float(commission), real(realized_pnl), now_iso()),
             )
 
     # -- reading back -------------------------------------------------------------------------
@@ -527,7 +402,7 @@ class Journal:
             "SELECT time, open, high, low, close, volume FROM bars WHERE symbol = ? ORDER BY time",
             (symbol,),
         )
-        frame = pd.DataFrame(rows, columns=["time", *_BAR_COLUMNS])
+        frame = pd.DataFrame(rows, columns=["time", *BAR_COLUMNS])
         index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time"), utc=True), name="datetime")
         return frame.set_axis(index).astype(float)
 
@@ -547,97 +422,13 @@ class Journal:
         return float(start_cash) - float(spent) - float(paid)
 
     def report_frames(self, start_cash: float) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
-        """``(returns, positions, transactions)`` in ``kerastrader.reports.analyzer``'s layout.
-
-        The days are the UTC dates with a recorded bar or fill (for US sessions, the exchange
-        date). Each symbol's shares at a day's end are valued at its last bar close of that day,
-        carried forward from earlier days when it has none (and at its last fill price before
-        its first bar). ``cash`` is the money after that day's fills and commissions. Returns
-        are day over day, the first relative to ``start_cash``, so compounding them from
-        ``start_cash`` gives the last day's value. Transactions keep their fill times.
-        """
-        # Imported here: the analyzer imports Backtrader, which a journal alone does not need.
-        from kerastrader.reports.analyzer import TXN_COLUMNS, empty_transactions
-
-        with self._lock:  # one consistent read: no event lands between the queries
-            bars = pd.DataFrame(
-                self._rows("SELECT symbol, time, close FROM bars ORDER BY time"),
-                columns=["symbol", "time", "close"],
-            )
-            fills = pd.DataFrame(
-                self.fills(),
-                columns=["exec_id", "symbol", "time", "shares", "price", "commission"],
-            )
+        """``(returns, positions, transactions)`` for the run files, from one consistent read
+        of bars, fills and commissions (see :func:`.journal_frames.report_frames`)."""
+        with self._lock:  # no event lands between the queries
+            bars = self._rows("SELECT symbol, time, close FROM bars ORDER BY time")
+            fills = self.fills()
             orphans = self._conn.execute(
                 "SELECT c.time, c.commission FROM commissions c"
                 " LEFT JOIN fills f USING (exec_id) WHERE f.exec_id IS NULL"
             ).fetchall()
-        fills["commission"] = fills["commission"].astype(float).fillna(0.0)
-        bars["time"] = pd.to_datetime(bars["time"], utc=True)
-        fills["time"] = pd.to_datetime(fills["time"], utc=True)
-        orphan = pd.Series(
-            [float(c) for _, c in orphans],
-            index=pd.to_datetime([t for t, _ in orphans], utc=True).normalize(),
-            dtype=float,
-        )
-        if len(orphan):
-            log.warning("%d commissions without their fill count as cash on arrival", len(orphan))
-        days = pd.DatetimeIndex(
-            sorted(
-                set(bars["time"].dt.normalize())
-                | set(fills["time"].dt.normalize())
-                | set(orphan.index)
-            ),
-            name="date",
-        )
-        days = days.tz_convert("UTC") if days.tz is not None else days.tz_localize("UTC")
-        symbols = sorted(set(bars["symbol"]) | set(fills["symbol"]))
-
-        fill_day = fills["time"].dt.normalize()
-        shares = (
-            fills.assign(day=fill_day)
-            .pivot_table(index="day", columns="symbol", values="shares", aggfunc="sum")
-            .reindex(index=days, columns=symbols)
-            .fillna(0.0)
-            .cumsum()
-        )
-        closes = (  # bars and fills come in time order: "last" is the day's last
-            bars.assign(day=bars["time"].dt.normalize())
-            .pivot_table(index="day", columns="symbol", values="close", aggfunc="last")
-            .reindex(index=days, columns=symbols)
-            .ffill()
-        )
-        fill_prices = (
-            fills.assign(day=fill_day)
-            .pivot_table(index="day", columns="symbol", values="price", aggfunc="last")
-            .reindex(index=days, columns=symbols)
-            .ffill()
-        )
-        prices = closes.fillna(fill_prices).fillna(0.0)
-
-        flows = (fills["shares"] * fills["price"] + fills["commission"]).groupby(fill_day).sum()
-        outflow = flows.reindex(days, fill_value=0.0) + orphan.groupby(level=0).sum().reindex(
-            days, fill_value=0.0
-        )
-        positions = (shares * prices).astype(float)
-        positions["cash"] = float(start_cash) - outflow.cumsum().to_numpy()
-        positions.columns.name = None
-        positions.index = days
-
-        values = positions.sum(axis=1).to_numpy(dtype=float)
-        previous = np.concatenate(([float(start_cash)], values[:-1]))
-        returns = pd.Series(values / previous - 1.0, index=days, name="strategy", dtype=float)
-
-        if len(fills):
-            transactions = pd.DataFrame(
-                {
-                    "amount": fills["shares"].astype(float).to_numpy(),
-                    "price": fills["price"].astype(float).to_numpy(),
-                    "symbol": fills["symbol"].to_numpy(),
-                    "commission": fills["commission"].to_numpy(),
-                },
-                index=pd.DatetimeIndex(fills["time"], name="date"),
-            )[TXN_COLUMNS]
-        else:
-            transactions = empty_transactions()
-        return returns, positions, transactions
+        return report_frames(bars, fills, [(t, c) for t, c in orphans], start_cash)
