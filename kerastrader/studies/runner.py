@@ -143,6 +143,17 @@ def load_study(folder: Path) -> Study:
     return Study(folder=folder, raw=raw, runs=runs)
 
 
+def _runner() -> tuple[Any, Any]:
+    """``(run_experiment, load_bars)``: from ``kerastrader.runs`` after the experiment
+    runner's move there, from ``kerastrader.backtest`` before it."""
+    try:
+        from kerastrader.runs.backtest import run_experiment
+        from kerastrader.runs.universe import load_bars
+    except ImportError:
+        from kerastrader.backtest import load_bars, run_experiment  # type: ignore[no-redef]
+    return run_experiment, load_bars
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -225,7 +236,7 @@ def _honest_flags(cfg: dict[str, Any]) -> dict[str, Any]:
 def score_run(run_dir: Path, cfg: dict[str, Any], acc: Accounting) -> dict[str, Any]:
     """The original's arithmetic on this run's predictions over its model-scored period
     (metrics.json's ``model.test_start`` .. ``test_end``), against the data's closes."""
-    from kerastrader.backtest import load_bars
+    _, load_bars = _runner()
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     pred = pd.read_csv(run_dir / "predictions.csv", parse_dates=["date"]).set_index("date")
@@ -252,8 +263,9 @@ def run_study(
     ``overrides`` (``section.key=value``) apply to every run after its own settings (the test
     suite shrinks a study this way); ``only`` keeps those runs (and the runs they reuse a
     model from)."""
-    from kerastrader.backtest import run_experiment
     from kerastrader.studies.page import write_page
+
+    run_experiment, _ = _runner()
 
     study = load_study(find_study(name))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
