@@ -24,6 +24,6 @@ def test_a_period_missing_its_last_bar_is_closed_by_the_next_period_and_nothing_
     done = agg.add(Bar(120.0, 3, 3, 3, 3, 1))  # a later minute opens...
     assert [b.time for b in done] == [0.0]
     agg = Aggregator(bucket=5, bar_seconds=5)
-    agg.current, agg.start = Bar(0.0, 1, 1, 1, 1, 1), 0.0  # a period left open by a gap
+    agg.seed(Bar(0.0, 1, 1, 1, 1, 1))  # a period left open (a history bar still forming)
     done = agg.add(Bar(10.0, 2, 2, 2, 2, 1))  # closes it and completes its own period
     assert [b.time for b in done] == [0.0, 10.0]

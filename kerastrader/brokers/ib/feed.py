@@ -1,10 +1,21 @@
 """A live Backtrader data feed from IB: a historical warm-up, then real-time bars.
 
 At start the feed backfills ``warmup`` bars of the strategy's timeframe (feature look-back plus
-model window), so the first live bar already has a prediction. Then it subscribes to IB's
-5-second real-time bars and aggregates them into the strategy's timeframe: a bar is handed to
-Backtrader as soon as the last real-time bar of its period has arrived, never earlier (a
-partial bar would be a look-ahead in reverse: the backtest never sees one).
+model window) from IB's history, asked for with the model's bar size, the data IB serves for
+the contract (MIDPOINT for forex) and ``useRTH`` as the training data (regular hours by
+default), so the first live bar already has a prediction. Then it subscribes to IB's 5-second
+real-time bars and aggregates them into the strategy's timeframe on the exchange's clock
+(:mod:`.hours`: a daily bar closes at the session's close, intraday bars are cut from the
+open): a bar is handed to Backtrader as soon as the last real-time bar of its period has
+arrived, never earlier (a partial bar would be a look-ahead in reverse: the backtest never
+sees one).
+
+IB's history with ``endDateTime=""`` ends with the bar still forming. That bar is never
+delivered as complete: at start the feed asks IB's clock (``reqCurrentTime``) and a last bar
+whose period has not ended becomes the start of the aggregate the real-time bars complete;
+after a reconnect (where asking the clock would be one request more in a hurry) the last
+backfilled bar is always treated that way, and delivered once a real-time bar shows its
+period is over.
 
 ``islive()`` is true, so Backtrader turns off preloading and the vectorised pass and runs
 ``KerasIndicator`` bar by bar, exactly as a ``runonce=False`` backtest does.
@@ -22,6 +33,8 @@ from collections import deque
 
 import backtrader as bt
 
+from kerastrader.brokers.ib.contracts import symbol_of, what_to_show
+from kerastrader.brokers.ib.hours import ExchangeHours
 from kerastrader.brokers.ib.store import Bar, HistoryRefused, IBStore
 from kerastrader.errors import KerastraderError
 
@@ -47,47 +60,64 @@ def bucket_seconds(timeframe: int, compression: int) -> int:
     raise ValueError(f"unsupported timeframe {bt.TimeFrame.getname(timeframe, compression)}")
 
 
-def history_request(warmup: int, bucket: int) -> tuple[str, str]:
-    """IB's (durationStr, barSizeSetting) for at least ``warmup`` bars of ``bucket`` seconds."""
+def history_request(warmup: int, bucket: int, session: float = DAY) -> tuple[str, str]:
+    """IB's (durationStr, barSizeSetting) for at least ``warmup`` bars of ``bucket`` seconds.
+
+    IB's durations are calendar time, while bars exist only in sessions: ``session`` is the
+    length of one (6.5 h for US stocks in regular hours, a day with extended hours or for
+    markets that never close), so N intraday bars need ``N * bucket / session`` sessions, and
+    sessions become calendar days at 7 for 5 plus a tenth and a few days for holidays."""
     if bucket >= DAY:
-        days = math.ceil(warmup * 7 / 5 * 1.1) + 10  # calendar days for that many sessions
-        duration = f"{math.ceil(days / 365)} Y" if days > 365 else f"{days} D"
-        return duration, "1 day"
-    if bucket not in BAR_SIZES:
+        sessions = warmup
+    elif bucket not in BAR_SIZES:
         legal = ", ".join(f"{s} s" for s in BAR_SIZES)
         raise KerastraderError(f"IB has no {bucket}-second bars; bar sizes it serves: {legal}")
-    seconds = warmup * bucket
-    duration = f"{math.ceil(seconds / DAY) + 1} D" if seconds > DAY else f"{max(seconds, 60)} S"
-    return duration, BAR_SIZES[bucket]
+    else:
+        per_session = max(1, math.floor(max(session, bucket) / bucket))
+        sessions = math.ceil(warmup / per_session)
+        if sessions <= 1 and warmup * bucket < min(session, DAY):
+            return f"{max(warmup * bucket * 2, 60)} S", BAR_SIZES[bucket]
+    days = math.ceil(sessions * 7 / 5 * 1.1) + 4  # calendar days for that many sessions
+    duration = f"{math.ceil(days / 365)} Y" if days > 365 else f"{days} D"
+    return duration, "1 day" if bucket >= DAY else BAR_SIZES[bucket]
 
 
 class Aggregator:
-    """Real-time bars in, completed bars of ``bucket`` seconds out."""
+    """Real-time bars in, completed bars of ``bucket`` seconds out, cut on the exchange's
+    clock (``hours``; without one, on UTC)."""
 
-    def __init__(self, bucket: int, bar_seconds: int) -> None:
+    def __init__(self, bucket: int, bar_seconds: int, hours: ExchangeHours | None = None) -> None:
         self.bucket = bucket
         self.bar_seconds = bar_seconds
+        self.hours = hours or ExchangeHours(None, [])
         self.current: Bar | None = None
-        self.start = None
+        self.period = None
+
+    def seed(self, bar: Bar) -> None:
+        """Start the current period with a history bar that may still be forming (IB's last
+        history bar): the real-time bars complete it, and it is delivered when they do."""
+        self.period = self.hours.history_period(bar.time, self.bucket)
+        self.current = Bar(bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume)
 
     def add(self, bar: Bar) -> list[Bar]:
         """Add one real-time bar; return the aggregates it completes, oldest first (two when
         it opens a new period after a period whose last real-time bar never came, and
         completes the new one too)."""
-        start = math.floor(bar.time / self.bucket) * self.bucket
+        period = self.hours.period(bar.time, self.bucket)
         done: list[Bar] = []
-        if self.current is not None and start != self.start:
+        if self.current is not None and period.start != self.period.start:
             done.append(self.current)  # a bar of a later period: close the old one
             self.current = None
         if self.current is None:
-            self.start = start
-            self.current = Bar(float(start), bar.open, bar.high, bar.low, bar.close, bar.volume)
+            self.period = period
+            self.current = Bar(float(period.stamp), bar.open, bar.high, bar.low, bar.close,
+                               bar.volume)  # fmt: skip
         else:
             c = self.current
             c.high, c.low = max(c.high, bar.high), min(c.low, bar.low)
             c.close = bar.close
             c.volume += bar.volume
-        if bar.time + self.bar_seconds >= self.start + self.bucket:
+        if bar.time + self.bar_seconds >= self.period.end:
             done.append(self.current)
             self.current = None
         return done
@@ -104,6 +134,7 @@ class IBData(bt.feed.DataBase):
         ("journal", None),
         ("barrier", True),  # tell the (simulated) gateway when a bar is done; one feed does
         ("idle_exit", 0.0),  # > 0: end the feed after this many seconds without a live bar
+        ("regular_hours", True),  # useRTH for history and real-time bars, as the training data
     )
 
     def islive(self) -> bool:
@@ -113,14 +144,30 @@ class IBData(bt.feed.DataBase):
         super().start()
         store: IBStore = self.p.store
         self.bucket = bucket_seconds(self.p.timeframe, self.p.compression)
+        if self.bucket > DAY:
+            raise KerastraderError("a live feed builds bars of up to one day, not several")
         self.contract = store.qualify(self.p.contract)
-        duration, size = history_request(int(self.p.warmup), self.bucket)
-        history = store.history(self.contract, duration, size)
+        store.names[getattr(self.contract, "conId", 0)] = self._name
+        self.what = what_to_show(self.contract)
+        self.rth = bool(self.p.regular_hours)
+        self.hours = ExchangeHours.from_details(store.details.get(self.contract.conId), self.rth)
+        duration, size = history_request(int(self.p.warmup), self.bucket,
+                                         self.hours.session_seconds())  # fmt: skip
+        history = store.history(self.contract, duration, size, what=self.what, use_rth=self.rth)
+        self.agg = Aggregator(self.bucket, int(self.p.bar_seconds), self.hours)
+        now = store.current_time()  # IB's clock, not ours: is the last bar's period over?
+        if history and self.hours.history_period(history[-1].time, self.bucket).end > now:
+            self.agg.seed(history.pop())  # still forming: the real-time bars complete it
+            log.info("%s: IB's last history bar is still forming; completing it live",
+                     self._name)  # fmt: skip
         self._backfill: deque[Bar] = deque(history[-int(self.p.warmup) :] if history else [])
-        log.info("%s: %d warm-up bars from IB history", self._name, len(self._backfill))
+        log.info("%s (%s): %d warm-up bars of %s from IB history (%s, %s)", self._name,
+                 symbol_of(self.contract), len(self._backfill), size, self.what,
+                 "regular hours" if self.rth else "with extended hours")  # fmt: skip
         self.last_time = -math.inf  # the time of the last bar handed to Backtrader
-        self.agg = Aggregator(self.bucket, int(self.p.bar_seconds))
-        self.live: queue.Queue = store.subscribe(self._name, self.contract, int(self.p.bar_seconds))
+        self.live: queue.Queue = store.subscribe(self._name, self.contract,
+                                                 int(self.p.bar_seconds), what=self.what,
+                                                 use_rth=self.rth)  # fmt: skip
         self.end_event: threading.Event = self.p.end or threading.Event()
         self.delivered_live = 0
         self._barrier_for = 0
@@ -130,12 +177,14 @@ class IBData(bt.feed.DataBase):
     def backfill_after_reconnect(self) -> None:
         """Bars completed while disconnected come from history, then live bars resume."""
         store: IBStore = self.p.store
-        duration, size = history_request(50, self.bucket)
+        duration, size = history_request(50, self.bucket, self.hours.session_seconds())
         try:
-            bars = store.history(self.contract, duration, size)
+            bars = store.history(self.contract, duration, size, what=self.what, use_rth=self.rth)
         except HistoryRefused as exc:  # live bars go on; the gap stays a gap
             log.error("%s: no backfill after the reconnect: %s", self._name, exc)
             return
+        if bars and bars[-1].time > self.last_time:
+            self.agg.seed(bars.pop())  # may still be forming: delivered when live bars say so
         for bar in bars:
             if bar.time > self.last_time:
                 self._backfill.append(bar)

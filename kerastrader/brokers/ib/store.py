@@ -20,11 +20,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
+from kerastrader.brokers.ib.contracts import symbol_of
 from kerastrader.brokers.ib.messages import Meaning, classify, is_rejection, market_data_line
 from kerastrader.brokers.ib.pacing import HistoricalPacer
+from kerastrader.brokers.ib.payloads import (
+    Bar,
+    choose_account,
+    commission_of,
+    describe,
+    exec_payload,
+    to_bar,
+    to_float,
+    why_text,
+)
 from kerastrader.brokers.safety import check_account, check_port
 from kerastrader.errors import KerastraderError
 
@@ -59,28 +69,6 @@ class HistoryRefused(KerastraderError):
     """IB gave no historical bars: permissions, no data, pacing beyond the bound, a timeout."""
 
 
-def describe(contract: Any) -> str:
-    """A contract in one short phrase for an error line: ``ORCL (STK, SMART, USD)``."""
-    name = getattr(contract, "localSymbol", "") or getattr(contract, "symbol", "?")
-    kind = getattr(contract, "secType", "")
-    exchange = getattr(contract, "exchange", "")
-    currency = getattr(contract, "currency", "")
-    return f"{name} ({', '.join(x for x in (kind, exchange, currency) if x)})"
-
-
-@dataclass
-class Bar:
-    """A real-time or historical bar as plain values (no ib_async objects cross threads)."""
-
-    time: float  # epoch seconds, UTC, the bar's start
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    arrived: float = 0.0  # time.perf_counter() when it reached us (latency measurements)
-
-
 class IBStore:
     def __init__(
         self,
@@ -97,6 +85,7 @@ class IBStore:
         pacing_wait_limit: float = PACING_WAIT_LIMIT,
         realtime_errors: str = "stop",
         realtime_retry_seconds: float = REALTIME_RETRY_SECONDS,
+        account: str = "",
     ) -> None:
         if realtime_errors not in ("stop", "retry"):
             raise ValueError(f"realtime_errors = {realtime_errors!r}: expected 'stop' or 'retry'")
@@ -117,7 +106,11 @@ class IBStore:
         self.fatal: str | None = None  # why the session must end (the feeds end on it)
         self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
         self.pacer = HistoricalPacer()
+        self.wanted_account = account  # --account: one of several the login manages
         self.account = ""
+        self.accounts: list[str] = []
+        self.names: dict[int, str] = {}  # conId -> the feed's (journal's) name for it
+        self._rt_options: dict[str, tuple[str, bool]] = {}  # symbol -> (whatToShow, useRTH)
         self.reconnects = 0
         self.connected = threading.Event()
         self.closing = False
@@ -183,9 +176,9 @@ class IBStore:
                     "with the API enabled?"
                 ) from None
             raise
-        accounts = ib.managedAccounts()
-        self.account = accounts[0] if accounts else ""
+        self.accounts = accounts = list(ib.managedAccounts())
         try:
+            self.account = choose_account(accounts, self.wanted_account)
             check_account(self.account, self.live)
         except Exception:
             ib.disconnect()
@@ -300,15 +293,15 @@ class IBStore:
             # filled) at IB, so the strategy must not see it end.
             del self.changing[order_id]
             self.events.put(("change_failed", {"ref": trade.order.orderRef, "order_id": order_id,
-                                               "kind": change, "why": _why(last)}))  # fmt: skip
+                                               "kind": change, "why": why_text(last)}))  # fmt: skip
             return
         if status == "ValidationError":  # a warning (399, 404, ...): the order works on
-            self.events.put(("warning", {"ref": trade.order.orderRef, "why": _why(last)}))
+            self.events.put(("warning", {"ref": trade.order.orderRef, "why": why_text(last)}))
             return
         if status == "Cancelled" and code and is_rejection(code, last.message):
             # ib_async turns an order error (201, 383 and the like) into a Cancelled status
             # before the error event: the error code in the trade's log tells the two apart.
-            status, why = "Rejected", _why(last)
+            status, why = "Rejected", why_text(last)
         if status in ("Submitted", "PreSubmitted", "Filled", "Cancelled", "ApiCancelled"):
             self.changing.pop(order_id, None)  # the change went through
         payload = {
@@ -325,7 +318,8 @@ class IBStore:
 
     def _on_exec(self, trade: Any, fill: Any) -> None:
         e = fill.execution
-        self.events.put(("exec", _exec_payload(trade.order.orderRef or e.orderRef, fill)))
+        payload = exec_payload(trade.order.orderRef or e.orderRef, fill, self.names)
+        self.events.put(("exec", payload))
 
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
         self.events.put(("commission", {"exec_id": report.execId,
@@ -371,13 +365,38 @@ class IBStore:
         details = self.details.get(getattr(contract, "conId", 0))
         return float(getattr(details, "minTick", 0.0) or 0.0)
 
-    def history(self, contract: Any, duration: str, bar_size: str, end: str = "") -> list[Bar]:
-        """Historical bars, oldest first; :class:`HistoryRefused` when IB gives none."""
-        bound = (PACING_RETRIES + 1) * (self.history_timeout + 5) + self.pacing_wait_limit
-        return self.run(self._history(contract, duration, bar_size, end), timeout=bound)
+    def history(
+        self,
+        contract: Any,
+        duration: str,
+        bar_size: str,
+        end: str = "",
+        *,
+        what: str = "TRADES",
+        use_rth: bool = False,
+    ) -> list[Bar]:
+        """Historical bars, oldest first; :class:`HistoryRefused` when IB gives none.
 
-    async def _history(self, contract: Any, duration: str, bar_size: str, end: str) -> list[Bar]:
-        key = (contract.conId or contract.symbol, end, duration, bar_size, "TRADES")
+        ``what``: IB's whatToShow (MIDPOINT for forex); ``use_rth``: regular hours only, as
+        the training data was (IB's daily bars then cover the regular session)."""
+        bound = (PACING_RETRIES + 1) * (self.history_timeout + 5) + self.pacing_wait_limit
+        coro = self._history(contract, duration, bar_size, end, what, use_rth)
+        return self.run(coro, timeout=bound)
+
+    def current_time(self) -> float:
+        """IB's clock (reqCurrentTime), epoch seconds: whether a history bar's period is over
+        is IB's time, not this machine's (they differ by the clock's drift, and a simulated
+        gateway runs its own)."""
+
+        async def ask() -> Any:
+            return await self.ib.reqCurrentTimeAsync()
+
+        return self.run(ask(), timeout=self.timeout).timestamp()
+
+    async def _history(
+        self, contract: Any, duration: str, bar_size: str, end: str, what: str, use_rth: bool
+    ) -> list[Bar]:
+        key = (contract.conId or contract.symbol, end, duration, bar_size, what, use_rth)
         waited = 0.0
         for attempt in range(PACING_RETRIES + 1):
             await self.pacer.acquire(key, small=bar_size in SMALL_BARS)
@@ -390,14 +409,14 @@ class IBStore:
             self.ib.errorEvent += on_error
             try:
                 bars = await self.ib.reqHistoricalDataAsync(
-                    contract, end, duration, bar_size, "TRADES", useRTH=False, formatDate=2,
+                    contract, end, duration, bar_size, what, useRTH=use_rth, formatDate=2,
                     timeout=self.history_timeout,
                 )  # fmt: skip
             finally:
                 self.ib.errorEvent -= on_error
                 self.pacer.done()
             if bars:
-                return [_bar(b) for b in bars]
+                return [to_bar(b) for b in bars]
             refusal = next((e for e in errors if classify(*e) is not Meaning.PACING), None)
             if refusal is not None:  # permissions, no data, unknown contract: asking again
                 raise HistoryRefused(market_data_line(describe(contract), *refusal))
@@ -418,18 +437,30 @@ class IBStore:
             "allows 60 in ten minutes, no identical one within 15 s) and start again"
         )
 
-    def subscribe(self, symbol: str, contract: Any, bar_size: int = 5) -> queue.Queue:
+    def subscribe(
+        self,
+        symbol: str,
+        contract: Any,
+        bar_size: int = 5,
+        *,
+        what: str = "TRADES",
+        use_rth: bool = False,
+    ) -> queue.Queue:
+        """Real-time bars of ``symbol`` (IB: 5-second bars of ``what``, regular hours only
+        with ``use_rth``) on a queue, kept across reconnects and 1101."""
         q: queue.Queue = queue.Queue()
+        self._rt_options[symbol] = (what, use_rth)
         self._subscriptions[symbol] = (contract, q, bar_size)
         self.post(self._subscribe, symbol, contract, q, bar_size)
         return q
 
     def _subscribe(self, symbol: str, contract: Any, q: queue.Queue, bar_size: int) -> None:
-        bars = self.ib.reqRealTimeBars(contract, bar_size, "TRADES", False)
+        what, use_rth = self._rt_options.get(symbol, ("TRADES", False))
+        bars = self.ib.reqRealTimeBars(contract, bar_size, what, use_rth)
 
         def on_update(items: Any, has_new: bool) -> None:
             if has_new:
-                bar = _bar(items[-1])
+                bar = to_bar(items[-1])
                 bar.arrived = time.perf_counter()
                 q.put(bar)
 
@@ -451,70 +482,40 @@ class IBStore:
         return self.run(self._snapshot(), timeout=self.timeout + 10)
 
     async def _snapshot(self) -> dict[str, Any]:
-        ib = self.ib
-        fills = await ib.reqExecutionsAsync()
-        values = {v.tag: v.value for v in ib.accountValues() if v.currency in ("USD", "BASE")}
+        """Only this session's account: a login with several accounts reports all of them."""
+        ib, acct = self.ib, self.account
+        fills = await ib.reqExecutionsAsync(self.mod.ExecutionFilter(acctCode=acct))
+        values = {
+            v.tag: v.value
+            for v in ib.accountValues(acct)
+            if v.currency in ("USD", "BASE") and (not acct or v.account == acct)
+        }
+        positions: dict[str, dict[str, float]] = {}
+        for p in ib.positions(acct):
+            name = self.names.get(p.contract.conId) or symbol_of(p.contract)
+            positions[name] = {"size": float(p.position), "avg_cost": float(p.avgCost)}
         return {
-            "account": self.account,
-            "positions": {p.contract.symbol: float(p.position) for p in ib.positions()},
-            "cash": _float(values.get("TotalCashValue")),
-            "net_liquidation": _float(values.get("NetLiquidation")),
+            "account": acct,
+            "positions": {k: v["size"] for k, v in positions.items()},
+            "avg_costs": {k: v["avg_cost"] for k, v in positions.items()},
+            "cash": to_float(values.get("TotalCashValue")),
+            "net_liquidation": to_float(values.get("NetLiquidation")),
             "open_orders": [
                 {
                     "ref": t.order.orderRef,
                     "order_id": t.order.orderId,
                     "status": t.orderStatus.status,
-                    "symbol": t.contract.symbol,
+                    "symbol": self.names.get(t.contract.conId) or symbol_of(t.contract),
+                    "filled": float(t.orderStatus.filled),
+                    "order": t.order,
+                    "contract": t.contract,
                 }
                 for t in ib.openTrades()
+                if not acct or not t.order.account or t.order.account == acct
             ],  # fmt: skip
             "fills": [
-                _exec_payload(f.execution.orderRef, f)
-                | {"commission": f.commissionReport.commission if f.commissionReport else None}
+                exec_payload(f.execution.orderRef, f, self.names) | {"commission": commission_of(f)}
                 for f in fills
+                if not acct or f.execution.acctNumber == acct
             ],  # fmt: skip
         }
-
-
-def _why(entry: Any) -> str:
-    """``"<code> <IB's text>"`` from a trade-log entry (ib_async prefixes its own words)."""
-    message = entry.message
-    head, sep, text = message.partition(": ")
-    if sep and head.startswith(("Error ", "Warning ")):
-        message = text
-    return f"{entry.errorCode} {message}".strip()
-
-
-def _float(text: Any) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _bar(b: Any) -> Bar:
-    when = b.time if hasattr(b, "time") else b.date
-    if hasattr(when, "timestamp"):
-        seconds = when.timestamp()
-    else:  # a date (daily bars with formatDate=1)
-        import datetime as dt
-
-        seconds = dt.datetime(when.year, when.month, when.day, tzinfo=dt.UTC).timestamp()
-    return Bar(float(seconds), float(getattr(b, "open_", getattr(b, "open", 0.0))),
-               float(b.high), float(b.low), float(b.close), float(b.volume))  # fmt: skip
-
-
-def _exec_payload(ref: str, fill: Any) -> dict[str, Any]:
-    e = fill.execution
-    sign = 1.0 if e.side.upper() in ("BOT", "BUY") else -1.0
-    return {
-        "exec_id": e.execId,
-        "ref": ref,
-        "order_id": e.orderId,
-        "symbol": fill.contract.symbol,
-        "shares": sign * float(e.shares),
-        "price": float(e.price),
-        # The execution's own time (ib_async's Fill.time is when the message arrived).
-        "time": e.time.timestamp() if hasattr(e.time, "timestamp") else None,
-        "cum_qty": float(e.cumQty),
-    }

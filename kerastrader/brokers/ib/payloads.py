@@ -1,0 +1,122 @@
+"""Plain values from ib_async's objects: what crosses from the IB thread to Backtrader's.
+
+Why apart from :mod:`.store`: these are pure functions of ib_async's objects (no socket, no
+loop), tested on their own; the store only moves their results onto queues. No ib_async
+object crosses threads, only these dicts and :class:`Bar`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from kerastrader.brokers.ib.contracts import symbol_of
+from kerastrader.errors import KerastraderError
+
+__all__ = [
+    "Bar",
+    "choose_account",
+    "commission_of",
+    "describe",
+    "exec_payload",
+    "to_bar",
+    "to_float",
+    "why_text",
+]
+
+
+def describe(contract: Any) -> str:
+    """A contract in one short phrase for an error line: ``ORCL (STK, SMART, USD)``."""
+    name = getattr(contract, "localSymbol", "") or getattr(contract, "symbol", "?")
+    kind = getattr(contract, "secType", "")
+    exchange = getattr(contract, "exchange", "")
+    currency = getattr(contract, "currency", "")
+    return f"{name} ({', '.join(x for x in (kind, exchange, currency) if x)})"
+
+
+@dataclass
+class Bar:
+    """A real-time or historical bar as plain values (no ib_async objects cross threads)."""
+
+    time: float  # epoch seconds, UTC, the bar's start
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    arrived: float = 0.0  # time.perf_counter() when it reached us (latency measurements)
+
+
+def why_text(entry: Any) -> str:
+    """``"<code> <IB's text>"`` from a trade-log entry (ib_async prefixes its own words)."""
+    message = entry.message
+    head, sep, text = message.partition(": ")
+    if sep and head.startswith(("Error ", "Warning ")):
+        message = text
+    return f"{entry.errorCode} {message}".strip()
+
+
+def to_float(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def to_bar(b: Any) -> Bar:
+    when = b.time if hasattr(b, "time") else b.date
+    if hasattr(when, "timestamp"):
+        seconds = when.timestamp()
+    else:  # a date (daily bars with formatDate=1)
+        seconds = dt.datetime(when.year, when.month, when.day, tzinfo=dt.UTC).timestamp()
+    return Bar(float(seconds), float(getattr(b, "open_", getattr(b, "open", 0.0))),
+               float(b.high), float(b.low), float(b.close), float(b.volume))  # fmt: skip
+
+
+def choose_account(accounts: list[str], wanted: str = "") -> str:
+    """The account a session trades: ``wanted`` (``--account``), else the only one.
+
+    A login that manages several accounts (a financial-advisor paper login lists its ``DF``
+    master and ``DU`` sub-accounts) must be told which: guessing the first would send orders
+    to the master without an allocation, or mix several accounts' values and positions."""
+    if wanted:
+        if wanted not in accounts:
+            raise KerastraderError(
+                f"account {wanted} is not among the accounts this IB login manages "
+                f"({', '.join(accounts) or 'none'})"
+            )
+        return wanted
+    if len(accounts) > 1:
+        raise KerastraderError(
+            f"this IB login manages several accounts ({', '.join(accounts)}): choose one with "
+            "--account"
+        )
+    return accounts[0] if accounts else ""
+
+
+def commission_of(fill: Any) -> float | None:
+    """The fill's commission, or None while IB has not reported it: ib_async gives a fill
+    recovered through reqExecutions an empty CommissionReport (truthy, commission 0.0), so
+    only one carrying its execId counts as reported."""
+    report = getattr(fill, "commissionReport", None)
+    if report is None or not getattr(report, "execId", ""):
+        return None
+    return float(report.commission)
+
+
+def exec_payload(ref: str, fill: Any, names: dict[int, str] | None = None) -> dict[str, Any]:
+    e = fill.execution
+    sign = 1.0 if e.side.upper() in ("BOT", "BUY") else -1.0
+    return {
+        "exec_id": e.execId,
+        "ref": ref,
+        "order_id": e.orderId,
+        "symbol": (names or {}).get(fill.contract.conId) or symbol_of(fill.contract),
+        "account": e.acctNumber,
+        "shares": sign * float(e.shares),
+        "price": float(e.price),
+        # The execution's own time (ib_async's Fill.time is when the message arrived).
+        "time": e.time.timestamp() if hasattr(e.time, "timestamp") else None,
+        "cum_qty": float(e.cumQty),
+    }
