@@ -386,6 +386,15 @@ class Journal:
             " ORDER BY f.time, f.rowid"
         )
 
+    def has_fill(self, exec_id: str) -> bool:
+        """Whether execution ``exec_id`` is journaled."""
+        return bool(self._rows("SELECT 1 FROM fills WHERE exec_id = ?", (exec_id,)))
+
+    def commission(self, exec_id: str) -> float | None:
+        """The commission journaled for ``exec_id``, None before its report arrived."""
+        rows = self._rows("SELECT commission FROM commissions WHERE exec_id = ?", (exec_id,))
+        return float(rows[0]["commission"]) if rows else None
+
     def known_exec_ids(self) -> set[str]:
         """The executions already journalled: on reconciliation, the others are new."""
         return {row["exec_id"] for row in self._rows("SELECT exec_id FROM fills")}

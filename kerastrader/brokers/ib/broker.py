@@ -26,11 +26,18 @@ from typing import Any
 
 import backtrader as bt
 
+from kerastrader.brokers.ib.contracts import min_quantity, multiplier_of
 from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from kerastrader.brokers.safety import Limits
+from kerastrader.errors import KerastraderError
 
 log = logging.getLogger(__name__)
+
+
+class PositionMismatch(KerastraderError):
+    """At start, the journal's position differs from IB's and ``adopt_positions`` is off."""
+
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
 TRAILING = ("TRAIL", "TRAIL LIMIT")
@@ -54,6 +61,8 @@ class IBBroker(bt.BrokerBase):
         ("dry_run", False),  # journal orders, never send them
         ("cash", 100_000.0),  # the account's starting cash (the journal adds its fills)
         ("datas", None),  # the session's data feeds (for positions at start)
+        ("capital", None),  # None: ``cash``; 0: the account's net liquidation; > 0: at most it
+        ("adopt_positions", False),  # journal and IB disagree at start: take IB's (else stop)
     )
 
     def __init__(self) -> None:
@@ -73,14 +82,47 @@ class IBBroker(bt.BrokerBase):
         self.latencies: list[float] = []  # seconds from bar arrival to placeOrder, per order
         self.errors: list[tuple[int, int, str]] = []
         self.before_change: dict[str, dict[str, Any]] = {}  # ref -> prices before a modify
+        self.adopted: dict[str, Any] = {}  # orderRef -> data, for orders IB works from before
 
     # -- Backtrader's broker interface -----------------------------------------------------
     def start(self) -> None:
         super().start()
+        snap = self.store.snapshot()
+        self.start_cash = self.cash = self._capital(snap)
         self.startingcash = self.start_cash
-        self.reconcile(first=True)
+        self.reconcile(first=True, snap=snap)
 
-    def reconcile(self, first: bool = False) -> dict[str, Any]:
+    def _capital(self, snap: dict[str, Any]) -> float:
+        """The session's capital, stated once: sizing, PnL and the report start from it.
+
+        ``capital=None`` keeps ``cash`` (tests, the simulated gateway's happy path); ``0`` is
+        the account's net liquidation; a positive amount must not exceed it (a session
+        sizing from money the account does not have would be refused by IB order by order).
+        A restarted run keeps the capital its first session stated."""
+        for session in self.journal.sessions():
+            if "capital" in session["info"]:
+                log.info("capital %.2f (stated when this run started)", session["info"]["capital"])
+                return float(session["info"]["capital"])
+        wanted, net = self.p.capital, snap.get("net_liquidation")
+        if wanted is None:
+            capital, source = float(self.p.cash), "the configured cash"
+        elif net is None:
+            raise KerastraderError(f"IB reported no net liquidation for {snap['account']}")
+        elif not wanted:
+            capital, source = float(net), f"net liquidation of {snap['account']}"
+        elif wanted > net:
+            raise KerastraderError(
+                f"paper.capital = {wanted:,.2f} is more than the net liquidation of "
+                f"{snap['account']} ({net:,.2f}); lower it or leave it 0 to use the account's"
+            )
+        else:
+            capital, source = float(wanted), f"paper.capital (net liquidation {net:,.2f})"
+        log.info("capital %.2f: %s", capital, source)
+        self.journal.record_session(event="capital", capital=capital, source=source,
+                                    net_liquidation=net)  # fmt: skip
+        return capital
+
+    def reconcile(self, first: bool = False, snap: dict[str, Any] | None = None) -> dict[str, Any]:
         """Bring the journal and the local book in line with the account.
 
         Executions IB reports that the journal does not have (they happened while this
@@ -89,7 +131,7 @@ class IBBroker(bt.BrokerBase):
         Orders of this run that IB still works are adopted, not sent again. Returns IB's
         snapshot, so a caller needs no second one.
         """
-        snap = self.store.snapshot()
+        snap = snap or self.store.snapshot()
         prefix = f"{self.journal.run_id}:"
         recovered = 0
         for f in snap["fills"]:
@@ -101,12 +143,16 @@ class IBBroker(bt.BrokerBase):
             )
             if not new:
                 continue  # already journaled
-            if f.get("commission") is not None:
-                self.journal.record_commission(f["exec_id"], f["commission"])
             recovered += 1
-            order = self.orders.get(f["ref"])
-            if order is not None and not first:
-                self._apply_fill(order, f["shares"], f["price"], float(f.get("commission") or 0))
+            if first:  # the journal's positions and cash below include it
+                if f.get("commission") is not None:
+                    self.journal.record_commission(f["exec_id"], f["commission"])
+                continue
+            self.execs[f["exec_id"]] = f  # applied with its commission, whenever that comes
+            if f.get("commission") is not None:
+                self._on_commission({"exec_id": f["exec_id"], "commission": f["commission"]})
+            else:
+                self._try_apply(f["exec_id"])
         if first:
             held = self.journal.positions()
             for data in self._datas():
@@ -119,15 +165,47 @@ class IBBroker(bt.BrokerBase):
         for data in self._datas():
             ours, theirs = self.positions[data].size, ib_positions.get(data._name, 0.0)
             if abs(ours - theirs) > 1e-9:
-                log.warning("%s: journal position %g, IB reports %g", data._name, ours, theirs)
+                self._position_differs(data, ours, theirs, snap, first)
+        by_name = {d._name: d for d in self._datas()}
         for o in snap["open_orders"]:
-            if str(o["ref"] or "").startswith(prefix):
-                self.journal.record_status(o["ref"], o["status"])
+            ref = str(o["ref"] or "")
+            if not ref.startswith(prefix):
+                continue
+            self.journal.record_status(ref, o["status"])
+            if ref not in self.orders and ref not in self.adopted and o["symbol"] in by_name:
+                # Working at IB from before this process (a restart): its fills count here.
+                self.adopted[ref] = by_name[o["symbol"]]
+                log.info("adopted %s (%s), which IB still works", ref, o["status"])
         self.journal.record_session(event="reconcile", recovered_fills=recovered,
                                     positions=ib_positions, cash=snap["cash"])  # fmt: skip
         if recovered:
             log.info("reconciled %d execution(s) missing from the journal", recovered)
         return snap
+
+    def _position_differs(self, data, ours: float, theirs: float, snap: dict, first: bool) -> None:
+        """The stated rule: at start, stop (PositionMismatch) unless ``adopt_positions``, which
+        journals the difference as an adjustment at IB's average cost; after a reconnect only
+        warn (a fill may be on its way)."""
+        name = data._name
+        if not first:
+            log.warning("%s: journal position %g, IB reports %g", name, ours, theirs)
+            return
+        if not self.p.adopt_positions:
+            raise PositionMismatch(
+                f"{name}: the journal holds {ours:g}, IB's account {snap['account']} holds "
+                f"{theirs:g}; the session stops rather than trade from either (check the "
+                "account, or start with --adopt-positions to take IB's position)"
+            )
+        mult = multiplier_of(self._contract(data))
+        price = float(snap.get("avg_costs", {}).get(name, 0.0)) / mult
+        exec_id = f"adopt:{self.journal.run_id}:{name}:{len(self.journal.sessions())}"
+        self.journal.record_fill(exec_id, f"{self.journal.run_id}:adopted", name,
+                                 dt.datetime.now(dt.UTC), theirs - ours, price)  # fmt: skip
+        self.journal.record_commission(exec_id, 0.0)
+        self.positions[data].set(theirs, price)
+        self.cash -= (theirs - ours) * price * mult
+        log.warning("%s: journal position %g, IB reports %g: took IB's (--adopt-positions)",
+                    name, ours, theirs)  # fmt: skip
 
     def _contract(self, data) -> Any:
         """The feed's qualified contract (IBData qualifies it at start)."""
@@ -152,7 +230,7 @@ class IBBroker(bt.BrokerBase):
         value = self.cash
         for data, pos in self.positions.items():
             if pos.size and (datas is None or data in datas) and len(data):
-                value += pos.size * data.close[0]
+                value += pos.size * data.close[0] * self._multiplier(data)
         return value
 
     def getposition(self, data) -> bt.Position:
@@ -224,6 +302,19 @@ class IBBroker(bt.BrokerBase):
         if not self.p.dry_run:
             self.store.place(self._contract(order.data), ib_order)
 
+    def _multiplier(self, data) -> float:
+        """Cash per point per contract (ES: 50), from the qualified contract; 1 without one."""
+        try:
+            return multiplier_of(self._contract(data))
+        except (KeyError, TypeError):
+            return 1.0
+
+    def _min_quantity(self, data) -> float:
+        try:
+            return min_quantity(self._contract(data))
+        except (KeyError, TypeError):
+            return 0.0
+
     def _tick(self, data) -> float:
         return self.store.min_tick(self._contract(data))
 
@@ -238,7 +329,12 @@ class IBBroker(bt.BrokerBase):
         size = abs(order.created.size)
         price = order.created.price or data.close[0]
         signed = order.created.size if order.isbuy() else -abs(order.created.size)
-        reason = self.limits.check_order(data._name, signed, price, self.positions[data].size)
+        # Limits on value see a future's whole notional (price x multiplier per contract).
+        reason = self.limits.check_order(data._name, signed, price * self._multiplier(data),
+                                         self.positions[data].size)  # fmt: skip
+        least = self._min_quantity(data)
+        if reason is None and size < least:
+            reason = f"{size:g} is below IDEALPRO's minimum of {least:,.0f} (an odd lot)"
         parent_ref = order.parent.info.get("ib_ref") if order.parent is not None else None
         if order.parent is not None and not order.parent.alive():
             # A child of a refused parent would go out with parentId 0: a naked stop or limit.
@@ -431,15 +527,31 @@ class IBBroker(bt.BrokerBase):
         self._try_apply(p["exec_id"])
 
     def _on_commission(self, p: dict) -> None:
-        self.comms[p["exec_id"]] = p
-        self.journal.record_commission(p["exec_id"], p["commission"], p.get("realized_pnl"))
-        self._try_apply(p["exec_id"])
+        """A commission report, before or after its execution (IB promises no order). For
+        an execution applied already (journaled at start without its commission) the money
+        is taken from cash now, once: a report IB sends again changes nothing."""
+        exec_id = p["exec_id"]
+        before = self.journal.commission(exec_id)
+        applied = exec_id not in self.execs and self.journal.has_fill(exec_id)
+        self.journal.record_commission(exec_id, p["commission"], p.get("realized_pnl"))
+        if applied:
+            self.cash -= float(p["commission"]) - float(before or 0.0)
+            return
+        self.comms[exec_id] = p
+        self._try_apply(exec_id)
 
     def _try_apply(self, exec_id: str) -> None:
         if exec_id not in self.execs or exec_id not in self.comms:
             return
         e, c = self.execs.pop(exec_id), self.comms.pop(exec_id)
         order = self.orders.get(e["ref"])
+        if order is None and e["ref"] in self.adopted:  # no Backtrader order: book and cash
+            data = self.adopted[e["ref"]]
+            mult = self._multiplier(data)
+            self.positions[data].update(e["shares"], e["price"])
+            self.cash -= e["shares"] * e["price"] * mult + float(c["commission"])
+            log.info("fill of adopted order %s: %+g @ %g", e["ref"], e["shares"], e["price"])
+            return
         if order is None:
             log.warning("fill %s for an order this session does not know (%s)", exec_id, e["ref"])
             return
@@ -457,7 +569,7 @@ class IBBroker(bt.BrokerBase):
         closedvalue = ci.getoperationcost(closed, old_price) if closed else 0.0
         openedvalue = ci.getoperationcost(opened, price) if opened else 0.0
         pnl = ci.profitandloss(-closed, old_price, price) if closed else 0.0
-        self.cash -= shares * price + comm
+        self.cash -= shares * price * self._multiplier(data) + comm  # futures: x multiplier
         when = data.datetime[0] if len(data) else bt.date2num(dt.datetime.now(dt.UTC))
         order.execute(when, shares, price, closed, closedvalue, closedcomm, opened, openedvalue,
                       openedcomm, 0.0, pnl, psize, pprice)  # fmt: skip
