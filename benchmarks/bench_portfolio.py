@@ -20,10 +20,10 @@ import backtrader as bt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kerastrader.brokers.costs import configure_broker  # noqa: E402
 from kerastrader.config import default_config  # noqa: E402
 from kerastrader.feeds.btfeed import make_feed  # noqa: E402
 from kerastrader.models.training import train  # noqa: E402
-from kerastrader.strategies.costs import configure_broker  # noqa: E402
 from kerastrader.strategies.model_strategy import ModelStrategy  # noqa: E402
 
 

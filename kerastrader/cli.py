@@ -163,7 +163,7 @@ def run_paper_command(args: argparse.Namespace) -> int:
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{cfg['data']['symbol'].lower()}-paper"
-    from kerastrader.brokers.paper import run_paper
+    from kerastrader.runs.paper import run_paper
 
     result = run_paper(
         cfg,

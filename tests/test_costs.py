@@ -15,14 +15,14 @@ import backtrader as bt
 import pandas as pd
 import pytest
 
-from kerastrader.errors import ConfigError
-from kerastrader.strategies.costs import (
+from kerastrader.brokers.costs import (
     SCHEMES,
     CostBroker,
     IBKRTieredCommInfo,
     configure_broker,
     round_trip_cost,
 )
+from kerastrader.errors import ConfigError
 
 EXACT = 1e-9
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kerastrader.brokers.costs import configure_broker
 from kerastrader.config import default_config
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.loader import load_csv
@@ -27,7 +28,6 @@ from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.training import split_dataset
 from kerastrader.reports.analyzer import PortfolioAnalyzer
-from kerastrader.strategies.costs import configure_broker
 from kerastrader.strategies.model_strategy import ModelStrategy
 from tests.conftest import tiny_config
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kerastrader.brokers.costs import configure_broker
 from kerastrader.config import default_config
 from kerastrader.feeds.btfeed import make_feed
-from kerastrader.strategies.costs import configure_broker
 from kerastrader.strategies.model_strategy import ModelStrategy
 from tests.conftest import random_walk_bars
 

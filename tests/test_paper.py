@@ -23,9 +23,9 @@ import pytest
 from kerastrader.backtest import run_experiment
 from kerastrader.brokers.ib.simulator import Faults, SimulatedGateway
 from kerastrader.brokers.journal import Journal
-from kerastrader.brokers.paper import run_paper
 from kerastrader.brokers.safety import LiveTradingRefused
 from kerastrader.feeds.loader import load_csv
+from kerastrader.runs.paper import run_paper
 from tests.conftest import ROOT, tiny_config
 
 STRATEGY = {"enter": 0.5, "exit": 0.499}
@@ -252,7 +252,7 @@ def test_ib_gone_for_good_ends_the_session_with_its_report_and_an_error(
 ):
     import threading
 
-    from kerastrader.brokers.paper import SessionEnded
+    from kerastrader.runs.paper import SessionEnded
 
     bars = load_csv(orcl_slice_csv)
     history = int(bars.index.searchsorted(pd.Timestamp("2005-01-01")))

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kerastrader.brokers.costs import configure_broker
 from kerastrader.config import default_config
 from kerastrader.feeds.btfeed import make_feed
-from kerastrader.strategies.costs import configure_broker
 from kerastrader.strategies.model_strategy import ModelStrategy
 
 START = 200

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kerastrader.brokers.costs import configure_broker
 from kerastrader.config import default_config
 from kerastrader.feeds.actions import corporate_actions, with_actions
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.loader import load_csv
 from kerastrader.models.features import FeatureSet
 from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
-from kerastrader.strategies.costs import configure_broker
 from tests.conftest import random_walk_bars, shared_file
 
 AGG_SLICE = Path(__file__).parent / "data" / "agg-2023-2024.csv"

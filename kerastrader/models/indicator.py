@@ -34,7 +34,7 @@ from kerastrader.models.artifact import Artifact
 from kerastrader.models.windows import make_windows, window_ends
 
 
-def _schedule(model) -> list[tuple[float, Artifact]]:
+def model_schedule(model) -> list[tuple[float, Artifact]]:
     """(first bar as a Backtrader date number, artifact) per model, in order of use."""
     from kerastrader.models.walkforward import WalkForwardModel, load_model
 
@@ -260,7 +260,7 @@ class KerasIndicator(bt.Indicator):
     plotinfo = dict(subplot=True, plotname="model")
 
     def __init__(self) -> None:
-        self.schedule = _schedule(self.p.model)
+        self.schedule = model_schedule(self.p.model)
         self.artifact = self.schedule[-1][1]  # the newest model
         self.feed = DataPredictor(self.data, self.schedule, self.p.backend)
         self.addminperiod(self.feed.warmup)

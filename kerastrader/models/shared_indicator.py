@@ -17,7 +17,7 @@ import math
 import backtrader as bt
 import numpy as np
 
-from kerastrader.models.indicator import DataPredictor, _schedule
+from kerastrader.models.indicator import DataPredictor, model_schedule
 
 _CLASSES: dict[int, type] = {}
 
@@ -26,7 +26,7 @@ class _SharedBase(bt.Indicator):
     params = (("model", None), ("backend", "onnx"))
 
     def __init__(self) -> None:
-        self.schedule = _schedule(self.p.model)
+        self.schedule = model_schedule(self.p.model)
         self.artifact = self.schedule[-1][1]
         self.feeds = [DataPredictor(d, self.schedule, self.p.backend) for d in self.datas]
         self.addminperiod(1)

@@ -65,10 +65,10 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
             f"<footer>Generated {made} by kerastrader.</footer></main></body></html>",
         ]
     )
-    from kerastrader.reports.writer import _atomic_write
+    from kerastrader.reports.writer import atomic_write
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, page)
+    atomic_write(out, page)
     log.info("comparison written to %s", out)
     return out

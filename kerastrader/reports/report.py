@@ -18,7 +18,7 @@ def render_report(run_dir: str | Path, figures: bool | None = None) -> Path:
     from kerastrader.models.artifact import library_versions
     from kerastrader.reports import figures as figs
     from kerastrader.reports.html import Page, render
-    from kerastrader.reports.writer import _atomic_write
+    from kerastrader.reports.writer import atomic_write
 
     run = read_run(run_dir)
     meta = run.metrics["run"]
@@ -48,6 +48,6 @@ def render_report(run_dir: str | Path, figures: bool | None = None) -> Path:
             run.returns, run.benchmark, run.positions, run.transactions
         )
     path = Path(run_dir) / "report.html"
-    _atomic_write(path, render(page))
+    atomic_write(path, render(page))
     log.info("report written to %s", path)
     return path

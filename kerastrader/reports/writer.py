@@ -20,7 +20,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Write beside the target and rename: a failure never leaves half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -160,17 +160,17 @@ def write_run_files(
             "benchmark": benchmark.to_numpy(),
         }
     ).to_csv(index=False, float_format="%.12g")
-    _atomic_write(out_dir / "returns.csv", returns_csv)
+    atomic_write(out_dir / "returns.csv", returns_csv)
     if instruments:
         each = pd.DataFrame(
             {sym: r.reindex(returns.index).fillna(0.0).to_numpy() for sym, r in instruments.items()}
         )
         each.insert(0, "date", _date_strings(returns.index))
-        _atomic_write(out_dir / "benchmarks.csv", each.to_csv(index=False, float_format="%.12g"))
-    _atomic_write(out_dir / "positions.csv", _frame_csv(positions))
-    _atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
-    _atomic_write(out_dir / "config.toml", config_toml)
-    _atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write(out_dir / "benchmarks.csv", each.to_csv(index=False, float_format="%.12g"))
+    atomic_write(out_dir / "positions.csv", _frame_csv(positions))
+    atomic_write(out_dir / "transactions.csv", _frame_csv(transactions))
+    atomic_write(out_dir / "config.toml", config_toml)
+    atomic_write(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     if y_true is not None and y_prob is not None:
         # The model figures are drawn from this file; without dates it still carries them.
         dates = (
@@ -185,6 +185,6 @@ def write_run_files(
                 "prediction": np.asarray(y_prob, dtype=float).ravel(),
             }
         )
-        _atomic_write(out_dir / "diagnostics.csv", diag.to_csv(index=False, float_format="%.8f"))
+        atomic_write(out_dir / "diagnostics.csv", diag.to_csv(index=False, float_format="%.8f"))
     render_report(out_dir, figures=figures)
     return metrics

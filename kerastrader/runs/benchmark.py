@@ -199,6 +199,6 @@ def benchmark_returns(
 
 
 def _commission(broker: dict[str, Any]):
-    from kerastrader.strategies.costs import make_commission
+    from kerastrader.brokers.costs import make_commission
 
     return make_commission(broker)

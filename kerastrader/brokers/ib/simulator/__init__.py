@@ -7,7 +7,7 @@ the same socket protocol as TWS / IB Gateway (server version 176, see
 anything built on it, such as the project's Backtrader IB store) connects to it as to a paper
 account. It serves history from OHLCV frames, replays the rest as real-time bars and fills
 orders against those bars with Backtrader's BackBroker rules plus the project's commission
-and slippage (:mod:`kerastrader.strategies.costs`), so a live session can be rehearsed
+and slippage (:mod:`kerastrader.brokers.costs`), so a live session can be rehearsed
 offline and checked against a backtest of the same bars.
 
 Written from the protocol: every message layout mirrors what ``ib_async`` 2.1.0 sends

@@ -1,7 +1,7 @@
 """Fills of the simulated gateway: matching working orders against bars, and executions.
 
 Matching follows Backtrader's BackBroker (``_try_exec_*``) with the project's commission and
-slippage (:mod:`kerastrader.strategies.costs`), so a replay fills as a backtest of the same
+slippage (:mod:`kerastrader.brokers.costs`), so a replay fills as a backtest of the same
 bars does. Per execution the gateway sends ``execDetails`` (reqId -1), ``commissionReport``
 and then ``orderStatus`` with filled/remaining/avgFillPrice, so a Filled status arrives after
 its fills and commissions. A part-filled order is reported as Submitted with ``filled > 0``,
@@ -34,7 +34,7 @@ class FillEngine:
     """
 
     def __init__(self, gateway: SimulatedGateway, broker: dict[str, Any]) -> None:
-        from kerastrader.strategies.costs import make_commission
+        from kerastrader.brokers.costs import make_commission
 
         self.gw = gateway
         self.comminfo = make_commission(broker)
@@ -112,7 +112,7 @@ class FillEngine:
     ) -> float | None:
         """Backtrader BackBroker's matching (``_try_exec_*``) with CostBroker's slippage.
 
-        As configured by ``kerastrader.strategies.costs.configure_broker``: fills at the open
+        As configured by ``kerastrader.brokers.costs.configure_broker``: fills at the open
         slip (``slip_open``), slipped prices are capped at the high/low ``ch``/``cl`` or the
         limit (``slip_match``), a limit touched inside the bar fills at the limit without
         slippage. A TRAIL LIMIT is a trailing STP LMT whose limit is its stop -/+ the offset.

@@ -1,6 +1,7 @@
-"""A paper-trading session: the backtest's strategy and model, live through IB.
+"""The paper-trading session: the backtest's strategy and model, live through IB.
 
-The same :class:`ModelStrategy`, settings and model as a backtest; only the data feed
+The same Cerebro assembly (:func:`kerastrader.runs.assembly.assemble`) as a backtest, with the
+same :class:`ModelStrategy`, settings, model, clock and analyzer; only the data feed
 (:class:`IBData`) and the broker (:class:`IBBroker`) differ. With ``simulate`` the session
 starts the simulated gateway on loopback with the given bar file (history before the model's
 test period, real-time replay from it), so a session can be rehearsed without an IB login and
@@ -22,7 +23,9 @@ import backtrader as bt
 import pandas as pd
 
 from kerastrader.config import Config, dump_config
-from kerastrader.errors import ConfigError, KerastraderError
+from kerastrader.errors import KerastraderError
+from kerastrader.runs.assembly import assemble
+from kerastrader.runs.files import write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +41,6 @@ class PaperResult:
     metrics: dict[str, Any]
     journal_path: Path
     reconnects: int
-
-
-def contract_for(paper: dict[str, Any], symbol: str, mod: Any) -> Any:
-    """An ib_async contract from the ``[paper]`` section: stock/ETF, future or forex."""
-    kind = paper["sec_type"]
-    if kind == "STK":
-        return mod.Stock(symbol, paper["exchange"], paper["currency"])
-    if kind == "FUT":
-        if not paper["expiry"]:
-            raise ConfigError("paper.sec_type = 'FUT' needs paper.expiry (YYYYMM or YYYYMMDD)")
-        return mod.Future(symbol, paper["expiry"], paper["exchange"], currency=paper["currency"])
-    if kind == "CASH":
-        return mod.Forex(symbol)
-    raise ConfigError(f"paper.sec_type = {kind!r}: expected STK, FUT or CASH")
 
 
 class _Status(bt.Analyzer):
@@ -102,16 +91,16 @@ def run_paper(
     A session that cannot go on (IB unreachable after every reconnect attempt, real-time
     bars refused) writes its files and then raises :class:`SessionEnded` saying why.
     """
-    from kerastrader.backtest import _model_for, backtest_period, load_universe
+    from kerastrader.brokers.costs import make_commission
     from kerastrader.brokers.ib.broker import IBBroker
+    from kerastrader.brokers.ib.contracts import contract_for
     from kerastrader.brokers.ib.feed import IBData
     from kerastrader.brokers.ib.store import IBStore
     from kerastrader.brokers.journal import Journal
     from kerastrader.brokers.safety import Limits
     from kerastrader.feeds.frames import load_any
-    from kerastrader.reports.analyzer import PortfolioAnalyzer
-    from kerastrader.strategies.costs import make_commission
-    from kerastrader.strategies.model_strategy import ModelStrategy
+    from kerastrader.runs.models import model_for
+    from kerastrader.runs.universe import backtest_period, load_universe
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +119,7 @@ def run_paper(
         artifact = load_model(model_dir)
     else:
         universe, data_info = load_universe(cfg)
-        artifact = _model_for(cfg, universe, data_info, out_dir, None, None)
+        artifact = model_for(cfg, universe, data_info, out_dir, None, None)
     end_event = threading.Event()
     if simulate is not None:
         from kerastrader.brokers.ib.simulator import SimulatedGateway
@@ -168,32 +157,30 @@ def run_paper(
     journal.record_session(mode="dry-run" if dry_run else "paper", account=store.account,
                            host=host, port=int(port), simulate=str(simulate or ""))  # fmt: skip
     try:
-        cerebro = bt.Cerebro(stdstats=False)
         timeframe = bt.TimeFrame.Days if bar_seconds >= 86_400 else bt.TimeFrame.Minutes
         compression = 1 if bar_seconds >= 86_400 else max(bar_seconds // 60, 1)
         data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
                       warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
                       journal=journal, timeframe=timeframe, compression=compression,
                       idle_exit=p["stop_after_idle"], name=symbol)  # fmt: skip
-        cerebro.adddata(data, name=symbol)
         broker = IBBroker(store=store, journal=journal, dry_run=dry_run,
                           datas=[data],
                           cash=cfg["broker"]["cash"],
                           limits=Limits(p["max_quantity"], p["max_notional"], p["max_position"],
                                         cfg["risk"]["daily_loss_limit"]))  # fmt: skip
         broker.addcommissioninfo(make_commission(cfg["broker"]))
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(
-            ModelStrategy,
+        # The backtest's assembly with IB's feed and broker in place of the file feed and the
+        # cost broker: same strategy, settings, model, clock and analyzer.
+        cerebro = assemble(
+            cfg,
+            feeds=[(symbol, data)],
+            install_broker=lambda c: c.setbroker(broker),
             model=artifact,
-            settings={
-                **{k: cfg[k] for k in ("strategy", "sizing", "risk", "portfolio")},
-                "head": artifact.head.kind,
-                "horizon": artifact.head.horizon,
-            },  # fmt: skip
+            head=artifact.head,
             trade_start=trade_start,
+            bars_index=bars.index if bars is not None else None,
+            runonce=False,
         )
-        cerebro.addanalyzer(PortfolioAnalyzer, _name="portfolio", start=trade_start)
         # The status line every bar; a fast simulated replay keeps it to the debug log.
         cerebro.addanalyzer(_Status, level=logging.DEBUG if simulate else logging.INFO)
         stopped = {"flag": False}
@@ -225,7 +212,6 @@ def run_paper(
 
 
 def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_start):
-    from kerastrader.backtest import _write_predictions
     from kerastrader.reports.writer import write_run_files
     from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
 
@@ -244,7 +230,7 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
     # A stop (Ctrl-C) can leave a bar loaded that the indicator has not seen yet.
     m = min(len(pred), len(index))
     predictions = {symbol: pd.Series(pred[:m], index=index[:m], name="prediction")}
-    _write_predictions(out_dir / "predictions.csv", predictions)
+    write_predictions(out_dir / "predictions.csv", predictions)
     # Buy and hold over every bar the session saw, across restarts: the journal's bars.
     seen = journal.bars(symbol)
     closes = seen[["open", "close"]].copy()
