@@ -177,6 +177,8 @@ def run_paper_command(args: argparse.Namespace) -> int:
         live=args.live,
         speed=args.speed,
         confirm=confirm if args.live else None,
+        account=args.account,
+        adopt_positions=args.adopt_positions,
     )
     r = result.metrics["run"]
     log.info("%s .. %s: %d fills, final value %.2f", r["start"], r["end"], r["fills"],
@@ -351,6 +353,12 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value (repeatable)",
     )  # fmt: skip
+    paper.add_argument("--account", help="one account of several (default: paper.account)")
+    paper.add_argument(
+        "--adopt-positions",
+        action="store_true",
+        help="at start, take IB's positions where they differ from the journal (default: stop)",
+    )
     paper.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     paper.set_defaults(handler=run_paper_command)
 

@@ -194,6 +194,7 @@ def validate(cfg: Config) -> None:
         ("paper", "max_quantity"),
         ("paper", "max_notional"),
         ("paper", "max_position"),
+        ("paper", "capital"),
     ]
     for section, key in non_negative:
         if cfg[section][key] < 0:

@@ -273,3 +273,18 @@ def test_ib_gone_for_good_ends_the_session_with_its_report_and_an_error(
                   store_options={"reconnect_delays": (0.05,), "max_reconnects": 3})  # fmt: skip
     assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["run"]["bars"] >= 100
+
+
+def test_a_live_session_trades_the_timeframe_the_model_was_trained_on(trained):
+    from kerastrader.config import default_config
+    from kerastrader.runs.paper import model_bar_seconds
+
+    paper = default_config()["paper"]
+    assert trained.loaded.metadata["data"].get("bar_seconds", 86_400) == 86_400  # daily ORCL
+    assert model_bar_seconds(paper, trained.loaded) == 86_400
+    assert model_bar_seconds({**paper, "bar_size": "30min"}, trained.loaded) == 1800
+
+
+def test_a_simulated_session_reports_the_capital_it_sized_from(session):
+    out, result = session
+    assert result.metrics["run"]["capital"] == 100_000.0

@@ -23,7 +23,7 @@ import backtrader as bt
 import pandas as pd
 
 from kerastrader.config import Config, dump_config
-from kerastrader.errors import KerastraderError
+from kerastrader.errors import ConfigError, KerastraderError
 from kerastrader.runs.assembly import assemble
 from kerastrader.runs.files import write_predictions
 
@@ -41,6 +41,20 @@ class PaperResult:
     metrics: dict[str, Any]
     journal_path: Path
     reconnects: int
+
+
+def model_bar_seconds(paper: dict[str, Any], artifact: Any) -> int:
+    """The strategy's bar size live: ``paper.bar_size`` ("1d", "60min", "5min"), or the spacing
+    of the bars the model was trained on (its metadata), or a day."""
+    if paper["bar_size"]:
+        try:
+            return int(pd.Timedelta(paper["bar_size"]).total_seconds())
+        except ValueError:
+            raise ConfigError(
+                f"paper.bar_size = {paper['bar_size']!r}: not a duration such as 1d or 30min"
+            ) from None
+    trained = (artifact.metadata.get("data") or {}).get("bar_seconds")
+    return int(trained) if trained else 86_400
 
 
 class _Status(bt.Analyzer):
@@ -82,12 +96,19 @@ def run_paper(
     run_id: str | None = None,
     confirm: Any = None,
     store_options: dict[str, Any] | None = None,
+    account: str | None = None,
+    adopt_positions: bool | None = None,
 ) -> PaperResult:
     """Run one session to its end (the replay's end, or Ctrl-C) and write its files.
 
     ``live`` allows a non-paper account and live ports, but only when ``confirm(account)``
     (the CLI asks the user to type the account id) returns True after connecting.
     ``store_options`` are extra :class:`IBStore` keywords (reconnect delays and the like).
+    ``account`` and ``adopt_positions`` override ``paper.account`` and
+    ``paper.adopt_positions``. A live session trades the model's own timeframe
+    (``paper.bar_size``, by default the spacing of the bars the model was trained on), built
+    from IB's 5-second bars on the exchange's clock, and sizes from ``paper.capital`` (0: the
+    account's net liquidation).
     A session that cannot go on (IB unreachable after every reconnect attempt, real-time
     bars refused) writes its files and then raises :class:`SessionEnded` saying why.
     """
@@ -140,12 +161,13 @@ def run_paper(
         when = pd.Timestamp(p["trade_start"]) if p["trade_start"] else pd.Timestamp.now(tz="UTC")
         trade_start = when.tz_convert("UTC").tz_localize(None) if when.tzinfo else when
         trade_start = trade_start.to_pydatetime()
-        bar_seconds = int(p["bar_seconds"])
+        bar_seconds = int(p["bar_seconds"])  # IB's real-time bars: 5 seconds
     # Reopening an existing journal resumes its run: same run id, order numbers go on.
     journal = Journal(out_dir / "journal.sqlite", run_id=run_id, synchronous=p["journal_sync"])
     lockstep = speed == 0 if simulate is not None else bool(p["lockstep"])
     store = IBStore(host, int(port), int(client_id or p["client_id"]), live=live,
                     lockstep=lockstep, realtime_errors=p.get("realtime_errors", "stop"),
+                    account=account if account is not None else p["account"],
                     **(store_options or {}))  # fmt: skip
     store.start()
     if live:
@@ -157,8 +179,11 @@ def run_paper(
     journal.record_session(mode="dry-run" if dry_run else "paper", account=store.account,
                            host=host, port=int(port), simulate=str(simulate or ""))  # fmt: skip
     try:
-        timeframe = bt.TimeFrame.Days if bar_seconds >= 86_400 else bt.TimeFrame.Minutes
-        compression = 1 if bar_seconds >= 86_400 else max(bar_seconds // 60, 1)
+        # The strategy's bars: the file's own with the happy-path simulator (one file bar per
+        # real-time bar); live, the model's timeframe, built from the 5-second bars.
+        size = bar_seconds if simulate is not None else model_bar_seconds(p, artifact)
+        timeframe = bt.TimeFrame.Days if size >= 86_400 else bt.TimeFrame.Minutes
+        compression = 1 if size >= 86_400 else max(size // 60, 1)
         data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
                       warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
                       journal=journal, timeframe=timeframe, compression=compression,
@@ -166,6 +191,9 @@ def run_paper(
         broker = IBBroker(store=store, journal=journal, dry_run=dry_run,
                           datas=[data],
                           cash=cfg["broker"]["cash"],
+                          capital=None if simulate is not None else float(p["capital"]),
+                          adopt_positions=bool(p["adopt_positions"] if adopt_positions is None
+                                               else adopt_positions),
                           limits=Limits(p["max_quantity"], p["max_notional"], p["max_position"],
                                         cfg["risk"]["daily_loss_limit"]))  # fmt: skip
         broker.addcommissioninfo(make_commission(cfg["broker"]))
@@ -217,7 +245,10 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
 
     analysis = strategy.analyzers.portfolio.get_analysis()
     journal = strategy.broker.journal
-    returns, positions, transactions = journal.report_frames(float(cfg["broker"]["cash"]))
+    # The capital the session stated at start (net liquidation or paper.capital), not the
+    # config's cash: returns and the report start from what the account really put in.
+    capital = float(getattr(strategy.broker, "start_cash", None) or cfg["broker"]["cash"])
+    returns, positions, transactions = journal.report_frames(capital)
     start = pd.Timestamp(trade_start).tz_localize("UTC").normalize()
     returns = returns[returns.index >= start]
     positions = positions[positions.index >= start]
@@ -247,7 +278,7 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
         positions=positions,
         transactions=transactions,
         trades=analysis["trades"],
-        start_value=float(cfg["broker"]["cash"]),
+        start_value=capital,
         model=None,
         y_true=None,
         y_prob=None,
@@ -257,6 +288,7 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
         figures=cfg["report"]["figures"],
         extra_run={
             "mode": "paper",
+            "capital": capital,
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
             "risk_events": [{"time": t, "symbol": s, "event": w} for t, s, w in strategy.events],

@@ -129,6 +129,7 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
         "rows": int(sum(len(b) for b in universe.values())),
         "first": min(b.index[0] for b in universe.values()).date().isoformat(),
         "last": max(b.index[-1] for b in universe.values()).date().isoformat(),
+        "bar_seconds": _spacing(universe),
         "adjust": d["adjust"],
         "returns": d["returns"],
         "missing": d["missing"],
@@ -137,6 +138,16 @@ def load_universe(cfg: Config) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
         "look_ahead": "; ".join(look_ahead) or None,
     }
     return universe, info
+
+
+def _spacing(universe: dict[str, pd.DataFrame]) -> int:
+    """Seconds between bars (the median step; a day for daily bars): the model's timeframe,
+    which a live session trades."""
+    steps = [pd.Series(b.index).diff().median() for b in universe.values() if len(b) > 1]
+    steps = [s for s in steps if pd.notna(s)]
+    if not steps or min(steps) >= pd.Timedelta("1D"):
+        return 86_400
+    return int(min(steps).total_seconds())
 
 
 def intraday_bars(bars: pd.DataFrame) -> bool:
