@@ -53,7 +53,8 @@ def import_pyfolio() -> ModuleType:
     return pyfolio
 
 
-def _perf_stats(returns: pd.Series, **kwargs: Any) -> dict[str, float | None]:
+def perf_stats(returns: pd.Series, **kwargs: Any) -> dict[str, float | None]:
+    """pyfolio's statistics of ``returns`` as a snake_case dict (None where undefined)."""
     # A flat or very short series makes empyrical divide by zero (RuntimeWarning) and pandas
     # warn about empty slices; the NaN results become None, so the warnings say nothing new.
     timeseries = import_pyfolio().timeseries
@@ -80,9 +81,9 @@ def strategy_stats(
         kwargs["positions"] = positions
         if transactions is not None and len(transactions):
             kwargs["transactions"] = transactions
-    return _perf_stats(returns, **kwargs)
+    return perf_stats(returns, **kwargs)
 
 
 def benchmark_stats(benchmark: pd.Series) -> dict[str, float | None]:
     """The same statistics for buy and hold: no positions, so no leverage or turnover."""
-    return _perf_stats(benchmark)
+    return perf_stats(benchmark)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kerastrader.errors import ConfigError
-from kerastrader.reports.stats import STAT_KEYS, _perf_stats, json_number
+from kerastrader.reports.stats import STAT_KEYS, json_number, perf_stats
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def score(predictions: pd.Series, close: pd.Series, acc: Accounting) -> dict[str
     if len(returns) >= 2:
         utc = returns.copy()
         utc.index = utc.index.tz_localize("UTC") if utc.index.tz is None else utc.index
-        stats = _perf_stats(utc)
+        stats = perf_stats(utc)
         out["stats"] = {k: stats.get(k) for k in STAT_KEYS}
     else:
         out["stats"] = {k: None for k in STAT_KEYS}
