@@ -5,6 +5,7 @@ while a second thread reads, checks, hashes and counts it."""
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pandas as pd
@@ -153,3 +154,73 @@ def test_the_files_own_problems_are_named_before_the_headers(tmp_path):
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"Date,Open\n\x00\x01\x02,\xff\n")
     assert error(binary) == f"{binary}: not a text CSV file (binary content)"
+
+
+def test_a_quote_past_the_head_sends_the_file_the_exact_way(tmp_path):
+    """The head (64 KB) looked plain; a quoted cell near the end is still read as the csv
+    module reads it, and an error after it names its own line."""
+    late = ROWS - 7
+    quoted = f'{stamp(late)},"1","1","1","1","1",1'
+    path = big_file(tmp_path, {late: quoted}, "quoted.csv")
+    bars = load_csv(path)
+    assert len(bars) == ROWS and bars["close"].iloc[late] == 1.0
+    broken = big_file(tmp_path, {late: quoted, late + 3: "x,1"}, "quoted-broken.csv")
+    assert error(broken).startswith(f"{broken}, row {late + 5}: row has 2 fields")
+
+
+def test_a_stray_carriage_return_past_the_head_is_found(tmp_path):
+    late = ROWS - 7
+    path = big_file(tmp_path, {late: f"{stamp(late)},1,1,1,1\r,1,1"}, "cr.csv")
+    with pytest.raises(DataError, match=rf"row {late + 2}: "):
+        load_csv(path)
+
+
+def test_blank_lines_and_empty_cells_in_a_large_file_keep_rows_and_lines(tmp_path):
+    """A blank line is no bar; a bar with an empty close is repaired by ffill; a later error
+    names the file line across both."""
+    late = ROWS - 7
+    path = big_file(tmp_path, {50: "", 60: f"{stamp(60)},1,1,1,,1,1"}, "holes.csv")
+    bars = load_csv(path, missing="ffill")
+    assert len(bars) == ROWS - 1  # the blank line is gone, the empty cell repaired
+    row60 = bars.index.get_loc(pd.Timestamp(stamp(60)))
+    assert bars["close"].iloc[row60] == bars["close"].iloc[row60 - 1]
+    assert bars["volume"].iloc[row60] == 0.0
+    broken = big_file(
+        tmp_path,
+        {50: "", 60: f"{stamp(60)},1,1,1,,1,1", late: "2010-02-30 12:00:00,1,1,1,1,1,1"},
+        "holes-broken.csv",
+    )
+    assert error(broken, missing="ffill").startswith(f"{broken}, row {late + 2}: unparsable date")
+
+
+def test_text_that_is_not_utf8_past_the_first_block_names_its_line(tmp_path):
+    late = ROWS - 7  # several MB into the file: well past the scan's first 1 MB block
+    path = big_file(tmp_path, {late: f"{stamp(late)},1,1,1,1,1,1"}, "latin-late.csv")
+    data = path.read_bytes().replace(
+        f"{stamp(late)},1,1".encode(), f"{stamp(late)},\xe9,1".encode("latin-1")
+    )
+    path.write_bytes(data)
+    assert error(path) == f"{path}, row {late + 2}: not UTF-8 text"
+
+
+def test_a_large_file_with_a_byte_order_mark_loads_like_one_without(tmp_path):
+    path = big_file(tmp_path)
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    got, want = load_csv(marked), load_csv(path)
+    pd.testing.assert_frame_equal(got, want, check_like=False, check_flags=False)
+    assert got.attrs["sha256"] == file_sha256(marked)
+
+
+@pytest.mark.parametrize("rows", [ROWS, 5])
+def test_a_line_of_spaces_is_blank_and_later_rows_keep_their_lines(tmp_path, rows, monkeypatch):
+    """pandas skips a line of spaces as it skips an empty one; the rows after it are still
+    named by their own file lines (small files and large ones)."""
+    monkeypatch.setattr(sys.modules[__name__], "ROWS", rows)
+    late = rows - 2
+    path = big_file(tmp_path, {1: "   ", late: "2010-02-30 12:00:00,1,1,1,1,1,1"})
+    assert error(path) == (
+        f"{path}, row {late + 2}: unparsable date '2010-02-30 12:00:00' (data.date_format = 'iso')"
+    )
+    clean = big_file(tmp_path, {1: " \t "}, "clean.csv")
+    assert len(load_csv(clean)) == rows - 1

@@ -13,6 +13,7 @@ bad date) takes the pandas path, which names the offending row as before.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import io
@@ -68,47 +69,73 @@ def _file_state(path: Path) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-class _Scan(threading.Thread):
-    """Everything the loader needs from the file's bytes besides pandas' parse, done in a
-    second thread while pandas parses the file: reading the bytes, the text and UTF-8 checks,
-    the SHA-256, the line count (blank lines included) and :func:`_is_plain`.
+BOM = b"\xef\xbb\xbf"
+HEAD = 65536  # bytes read up front to choose the path, and checked for binary content
 
-    Reading, hashing and numpy's counting release the GIL, so on a second core this costs no
-    wall time; in line it cost about as much as pandas' parse. :meth:`checked` hands over the
-    bytes, or raises what the checks found, which the loader names before any parse error.
+
+class _Scan(threading.Thread):
+    """What the loader needs from a file's bytes besides pandas' parse, streamed through one
+    small buffer in a second thread while pandas parses the file: the SHA-256 of the file,
+    whether it holds a quote or a carriage return that ends no line, and its UTF-8 check.
+
+    Reading and hashing release the GIL, so on a second core this costs little wall time; a
+    block at a time it stays in the cache and needs no copy of the whole file (half the work of
+    reading the file into memory first). :meth:`checked` raises what the checks found.
     """
 
-    CHUNK = 1 << 23
+    BLOCK = 1 << 20
 
-    def __init__(self, path: Path, expected: int | None) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__(name="kerastrader-csv-scan", daemon=True)
-        self._path, self._expected = path, expected
-        self.data = b""  # the text, without a byte-order mark
-        self.plain = False
+        self._path = path
         self.sha256 = ""
-        self.lines = 0
+        self.quote = False
+        self.lone_cr = False
         self._error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
-            stored = self._path.read_bytes()
-            _check_bytes(stored, str(self._path))
-            self.data = stored.removeprefix(b"\xef\xbb\xbf")
-            self.sha256 = hashlib.sha256(stored).hexdigest()
-            buf = np.frombuffer(stored, dtype=np.uint8)
-            newlines = sum(
-                int(np.count_nonzero(buf[i : i + self.CHUNK] == 10))
-                for i in range(0, len(buf), self.CHUNK)
-            )
-            self.lines = newlines + (0 if stored.endswith(b"\n") else 1)
-            self.plain = _is_plain(self.data, self._expected)
+            self._scan()
         except BaseException as exc:  # handed to the loading thread by checked()
             self._error = exc
 
+    def _scan(self) -> None:
+        digest = hashlib.sha256()
+        buf = bytearray(self.BLOCK)
+        view = memoryview(buf)
+        decoder = None  # a UTF-8 decoder from the first block that is not ASCII
+        lone = 0  # carriage returns not followed by a line feed
+        ends_cr = False
+        first = True
+        with open(self._path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                block = buf if n == self.BLOCK else bytes(view[:n])
+                digest.update(block)
+                if first and b"\0" in block[:HEAD]:
+                    raise DataError(str(self._path), "not a text CSV file (binary content)")
+                if decoder is None and not block.isascii():
+                    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+                if decoder is not None:
+                    decoder.decode(block)  # UnicodeDecodeError: named by _check_bytes below
+                self.quote = self.quote or b'"' in block
+                if b"\r" in block or ends_cr:
+                    lone += block.count(b"\r") - block.count(b"\r\n")
+                    if ends_cr and block.startswith(b"\n"):
+                        lone -= 1  # the previous block's last CR ends this line
+                    ends_cr = block.endswith(b"\r")
+                first = False
+            if decoder is not None:
+                decoder.decode(b"", final=True)
+        self.lone_cr = lone > 0
+        self.sha256 = digest.hexdigest()
+
     def checked(self) -> _Scan:
-        """Wait for the scan; raise what it found wrong with the file."""
+        """Wait for the scan; raise what it found wrong with the file (for text that is not
+        UTF-8, the whole file is read again to name the line)."""
         self.join()
+        if isinstance(self._error, UnicodeDecodeError):
+            _check_bytes(self._path.read_bytes(), str(self._path))
         if self._error is not None:
             raise self._error
         return self
@@ -140,6 +167,12 @@ def _line_layout(data: bytes, source: str, expected: int | None = None) -> tuple
     else:
         commas = np.flatnonzero(buf == ord(","))
         fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        # A line of spaces or tabs is blank to pandas too (it skips it): look at the lines
+        # without a comma, in order, up to the first one that holds something.
+        for i in np.flatnonzero((fields == 1) & ~blank):
+            if data[starts[i] : ends[i]].strip(b" \t\r"):
+                break
+            blank[i] = True
         lines = np.flatnonzero(~blank) + 1
         fields = fields[~blank]
     if len(lines) == 0:
@@ -164,13 +197,18 @@ def _line_layout(data: bytes, source: str, expected: int | None = None) -> tuple
 
 
 def _is_plain(data: bytes, expected: int | None) -> bool:
-    """No quotes or lone carriage returns, and the first row fits the header. Blank lines are
-    found after the read, by the line count (:class:`_Scan`): searching for them costs more."""
-    if not data or b'"' in data:
+    """No quotes or lone carriage returns, and the first row fits the header (blank lines are
+    found after the read)."""
+    if not data or b'"' in data or _lone_cr(data):
         return False
-    if data.startswith((b"\n", b"\r")) or _lone_cr(data):
+    return _plain_head(data[:HEAD], expected)
+
+
+def _plain_head(head: bytes, expected: int | None) -> bool:
+    """The file does not start with a blank line and its first row fits the header."""
+    if not head or head.startswith((b"\n", b"\r")):
         return False
-    first_lines = data[:65536].split(b"\n", 2)
+    first_lines = head.split(b"\n", 2)
     if len(first_lines) < 2:
         return False
     header_fields = expected or first_lines[0].count(b",") + 1
@@ -360,6 +398,114 @@ def _numbers(raw: pd.DataFrame, columns: list[str], source: str, lines: np.ndarr
     return values, missing
 
 
+class _Reader:
+    """One file's read: pandas' parse with the options the loader needs, and the checks."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        date_format: str,
+        need_adj: bool,
+        columns: dict[str, str] | None,
+        names: list[str] | None,
+    ) -> None:
+        self.path, self.source = path, str(path)
+        self.date_format, self.need_adj = date_format, need_adj
+        self.columns, self.names = columns, names
+        self.expected = len(names) if names else None
+
+    def parse(self, src, skip_blank_lines: bool) -> tuple[dict[str, str], pd.DataFrame]:
+        names = self.names
+        header = list(names) if names else [str(c) for c in pd.read_csv(src(), nrows=0).columns]
+        mapping = _map_columns(header, self.source, need_adj=self.need_adj, explicit=self.columns)
+        raw = pd.read_csv(
+            src(),
+            names=list(names) if names else None,
+            header=0,
+            dtype={mapping["symbol"]: str} if "symbol" in mapping else None,
+            na_values=sorted(_NA_TEXT),
+            keep_default_na=True,
+            skip_blank_lines=skip_blank_lines,
+        )
+        return mapping, raw
+
+    def iso_dates(self, mapping: dict[str, str], raw: pd.DataFrame) -> pd.DatetimeIndex | None:
+        if self.date_format != "iso" or "time" in mapping:
+            return None
+        return _iso_dates(raw[mapping["date"]])  # raises nothing: None sends it to pandas
+
+    def unreadable(self, failure: Exception, data: bytes, lines: np.ndarray | None):
+        """Raise a parse failure as the loader names it."""
+        if isinstance(
+            failure, pd.errors.ParserError | pd.errors.EmptyDataError | UnicodeDecodeError
+        ):
+            if lines is None:
+                _line_layout(data, self.source, self.expected)  # names the line, if it can
+            raise DataError(self.source, f"not a readable CSV file ({failure})") from None
+        raise failure
+
+    def fast(self):
+        """A plain-looking file: pandas parses it from its path (in parallel chunks, pandas
+        3.1, when it is large) while :class:`_Scan` hashes and checks the bytes. Blank lines
+        are kept as empty rows, so a clean file's row i is its line i + 2 without counting
+        lines; rows with empty cells send it to the exact layout, which drops the blank ones.
+
+        Returns (mapping, raw, lines, sha256, dates), or None when the file must be read the
+        exact way after all (a quote or a stray carriage return past the head, a file that
+        changed while it was read twice, rows that do not map to lines one to one).
+        """
+        state = _file_state(self.path)
+        scan = _Scan(self.path)
+        failure: Exception | None = None
+        dates = None
+        try:
+            mapping, raw = self.parse(lambda: self.path, skip_blank_lines=False)
+            dates = self.iso_dates(mapping, raw)  # while the scan may still be running
+        except Exception as exc:  # named below, once the scan has had its say
+            failure = exc
+        scan.checked()  # the file's own problems first (binary, not UTF-8)
+        if scan.quote or scan.lone_cr or _file_state(self.path) != state:
+            return None
+        if failure is not None:
+            data = self.path.read_bytes().removeprefix(BOM)
+            self.unreadable(failure, data, None)
+        if not raw.isna().to_numpy().any():
+            return mapping, raw, np.arange(2, len(raw) + 2), scan.sha256, dates
+        stored = self.path.read_bytes()
+        if hashlib.sha256(stored).hexdigest() != scan.sha256:
+            return None
+        lines = _line_layout(stored.removeprefix(BOM), self.source, self.expected)[0]
+        keep = np.isin(np.arange(2, len(raw) + 2), lines)  # drop the blank lines' rows
+        if int(keep.sum()) != len(lines):
+            return None
+        if not keep.all():
+            raw = raw[keep].reset_index(drop=True)
+            dates = self.iso_dates(mapping, raw)
+        return mapping, raw, lines, scan.sha256, dates
+
+    def exact(self):
+        """Any file: its bytes read once, checked, laid out line by line when they are not
+        plain, and parsed from memory (blank lines skipped, counted to keep row numbers)."""
+        stored = self.path.read_bytes()
+        _check_bytes(stored, self.source)
+        data = stored.removeprefix(BOM)
+        plain = _is_plain(data, self.expected)
+        lines = None if plain else _line_layout(data, self.source, self.expected)[0]
+        try:
+            mapping, raw = self.parse(lambda: io.BytesIO(data), skip_blank_lines=True)
+        except Exception as exc:
+            self.unreadable(exc, data, lines)
+        if lines is None:
+            counted = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            if counted != len(raw) + 1 or raw.isna().to_numpy().any():
+                lines = _line_layout(data, self.source, self.expected)[0]
+            else:
+                lines = np.arange(2, len(raw) + 2)
+        digest = hashlib.sha256(stored).hexdigest()
+        return mapping, raw, lines, digest, self.iso_dates(mapping, raw)
+
+
 def _read_table(
     path: Path,
     *,
@@ -370,60 +516,25 @@ def _read_table(
     timezone: str,
 ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """The file's rows with canonical column names and a parsed UTC ``datetime`` column, their
-    line numbers and the file's SHA-256."""
+    line numbers and the file's SHA-256.
+
+    Problems are named in one order whichever way the file is read: the file's bytes (binary,
+    not UTF-8), then the exact per-line layout (field counts, line numbers), then the header
+    and pandas' own errors, then the rows' values.
+    """
     source = str(path)
     if not path.exists():
         raise DataError(source, "file not found")
     if path.is_dir():
         raise DataError(source, "is a directory, not a CSV file")
-    expected = len(names) if names else None
-    state = _file_state(path)
-    scan = _Scan(path, expected)
-
-    def parse(src) -> tuple[dict[str, str], pd.DataFrame]:
-        header = list(names) if names else [str(c) for c in pd.read_csv(src(), nrows=0).columns]
-        mapping = _map_columns(header, source, need_adj=need_adj, explicit=columns)
-        raw = pd.read_csv(
-            src(),
-            names=list(names) if names else None,
-            header=0,
-            dtype={mapping["symbol"]: str} if "symbol" in mapping else None,
-            na_values=sorted(_NA_TEXT),
-            keep_default_na=True,
-            skip_blank_lines=True,
-        )
-        return mapping, raw
-
-    # pandas parses the file while the scan reads and checks it. Problems are still named in
-    # the order of a plain sequence: the file's bytes (binary, not UTF-8), then the exact
-    # per-line layout (field counts, line numbers; it runs up front only for files that are
-    # not plain: quotes, stray carriage returns, a first row that does not fit the header),
-    # then the header and pandas' own errors. A plain file's layout runs after all whenever
-    # pandas meets a row it cannot place, a cell comes out empty or a line is blank.
-    failure: Exception | None = None
-    try:
-        mapping, raw = parse(lambda: path)
-    except Exception as exc:  # named below, once the scan has had its say
-        failure = exc
-    data = scan.checked().data
-    lines = None if scan.plain else _line_layout(data, source, expected)[0]
-    if failure is None and _file_state(path) != state:
-        # The file changed while it was read twice: parse the bytes that were hashed.
-        try:
-            mapping, raw = parse(lambda: io.BytesIO(data))
-        except Exception as exc:
-            failure = exc
-    if isinstance(failure, pd.errors.ParserError | pd.errors.EmptyDataError | UnicodeDecodeError):
-        if lines is None:
-            _line_layout(data, source, expected)  # names the offending line, if it can
-        raise DataError(source, f"not a readable CSV file ({failure})") from None
-    if failure is not None:
-        raise failure
-    if lines is None:
-        if scan.lines != len(raw) + 1 or raw.isna().to_numpy().any():
-            lines = _line_layout(data, source, expected)[0]
-        else:
-            lines = np.arange(2, len(raw) + 2)
+    reader = _Reader(path, date_format=date_format, need_adj=need_adj, columns=columns, names=names)
+    with open(path, "rb") as f:
+        head = f.read(HEAD)
+    text = head.removeprefix(BOM)
+    got = None
+    if b'"' not in text and not _lone_cr(text[:-1]) and _plain_head(text, reader.expected):
+        got = reader.fast()
+    mapping, raw, lines, digest, dates = got if got is not None else reader.exact()
     if len(raw) != len(lines):
         raise DataError(source, f"read {len(raw)} rows but the file has {len(lines)} data lines")
     if len(raw) == 0:
@@ -431,7 +542,6 @@ def _read_table(
     # Unused columns are dropped only now: with usecols pandas would silently accept rows with
     # an extra field instead of raising.
     raw = raw[list(mapping.values())].rename(columns={v: k for k, v in mapping.items()})
-    dates = _iso_dates(raw["date"]) if date_format == "iso" and "time" not in raw else None
     if dates is None:
         text = raw["date"].astype("string").str.strip()
         if "time" in raw:
@@ -457,7 +567,7 @@ def _read_table(
             ) from None
         dates = dates.tz_convert("UTC").tz_localize(None)
     raw["datetime"] = dates
-    return raw, lines, scan.sha256
+    return raw, lines, digest
 
 
 def _bars(
