@@ -4,11 +4,13 @@ Row numbers in errors are 1-based line numbers of the file (the header is line 1
 can open the file at the line named. Dates are parsed with an explicit format, never guessed:
 ``13-01-2014`` read as ISO is an error, not a silent month/day swap.
 
-pandas' C parser reads the file while a second thread reads it too, to check, hash and count
-its lines (that work releases the GIL, so a second core hides it). ISO dates
-(the default format) go through Arrow's strict ISO-8601 cast, about ten times faster than
-``pandas.to_datetime`` on a million stamps; a column Arrow refuses (spaces, other layouts, a
-bad date) takes the pandas path, which names the offending row as before.
+A file that looks plain (no quotes, no stray carriage returns in its first 64 KB) is parsed by
+pandas from its path, in parallel chunks when it is large (pandas 3.1), while a second thread
+streams the same bytes to hash and check them (that work releases the GIL, so a second core
+hides most of it); any other file is read once into memory and laid out line by line first.
+ISO dates (the default format) go through Arrow's strict ISO-8601 cast, about ten times faster
+than ``pandas.to_datetime`` on a million stamps; a column Arrow refuses (spaces, other
+layouts, a bad date) takes the pandas path, which names the offending row as before.
 """
 
 from __future__ import annotations
