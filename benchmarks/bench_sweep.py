@@ -112,7 +112,9 @@ def walkforward(workers: int, folds: int) -> float:
     cfg["walkforward"].update(
         enabled=True, train_bars=1500, validation_bars=250, step=250, folds=folds, workers=workers
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    from kerastrader.sweeps.executors import captured_output
+
+    with tempfile.TemporaryDirectory() as tmp, captured_output(None):  # no epoch bars
         t0 = time.perf_counter()
         walk_forward({"ORCL": bars}, cfg, {}, Path(tmp) / "wf")
         return time.perf_counter() - t0
@@ -158,7 +160,7 @@ def main() -> None:
         print("RAY " + json.dumps(ray_part()))
         return
 
-    print(f"machine: {os.cpu_count()} CPUs\n")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start\n")
     print("scheduling overhead per no-op task, workers already started:")
     print(f"  process pool (2 workers): {overhead('local'):6.2f} ms")
     ray = ray_in_namespace()

@@ -177,6 +177,8 @@ def test_sweep_runs_every_job_records_failures_and_a_rerun_skips_finished_ones(
     stamps = {k: (out / "jobs" / k / "metrics.json").stat().st_mtime_ns for k in ok["key"]}
     from kerastrader.sweeps.runner import SweepOptions, run_sweep
 
+    # The re-run in this process: how jobs run is not part of their key, so the finished
+    # ones are found all the same.
     again = run_sweep(
         None,
         out,
@@ -187,8 +189,7 @@ def test_sweep_runs_every_job_records_failures_and_a_rerun_skips_finished_ones(
         ],
         SweepOptions(
             grid={"model.kind": ["lstm", "custom"], "strategy.enter": [0.5, 0.55]},
-            executor="local",
-            max_parallel=2,
+            executor="serial",
             progress=False,
         ),
     )

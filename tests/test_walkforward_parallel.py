@@ -11,7 +11,7 @@ from kerastrader.models.walkforward import load_model, walk_forward
 from tests.conftest import tiny_config
 from tests.test_indicator import run
 
-WF = {"enabled": True, "train_bars": 400, "validation_bars": 150, "step": 250, "folds": 3}
+WF = {"enabled": True, "train_bars": 400, "validation_bars": 150, "step": 250, "folds": 2}
 
 
 def test_parallel_folds_equal_the_serial_run(orcl_slice, tmp_path):
@@ -22,7 +22,7 @@ def test_parallel_folds_equal_the_serial_run(orcl_slice, tmp_path):
     parallel = walk_forward(
         {"ORCL": orcl_slice}, parallel_cfg, info, tmp_path / "parallel", workdir=tmp_path / "work"
     )
-    assert len(serial.folds) == len(parallel.folds) == 3
+    assert len(serial.folds) == len(parallel.folds) == 2
     for a, b in zip(serial.folds, parallel.folds, strict=True):
         assert a.start == b.start
         for wa, wb in zip(
@@ -38,5 +38,5 @@ def test_parallel_folds_equal_the_serial_run(orcl_slice, tmp_path):
     # The stitched predictions a backtest sees (each bar from the fold fitted before it).
     p_serial, _ = run(orcl_slice, load_model(tmp_path / "serial"), runonce=True)
     p_parallel, _ = run(orcl_slice, load_model(tmp_path / "parallel"), runonce=True)
-    assert np.isfinite(p_serial).sum() > 500
+    assert np.isfinite(p_serial).sum() > 400
     np.testing.assert_array_equal(p_serial, p_parallel)
