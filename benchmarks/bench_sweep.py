@@ -102,6 +102,44 @@ def sweep(kind: str, parallel: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def interleaved(kind: str, rounds: int = 4) -> dict:
+    """Warm workers, and rounds of 4 jobs run one after another in this process and then on
+    the executor, alternately: the other sessions' load on the shared machine changes from
+    minute to minute, so each pair is measured under the same load, and the best and median
+    rounds are compared."""
+    from kerastrader.sweeps.executors import SerialExecutor, make_executor
+    from kerastrader.sweeps.runner import SweepOptions, run_sweep
+
+    enters = [0.5, 0.52, 0.54, 0.56, 0.58, 0.6][: rounds + 1]
+    walls: dict[str, list[float]] = {"serial": [], kind: []}
+    with make_executor(kind, max_parallel=2, cpus_per_task=1) as ex:
+        for r, enter in enumerate(enters):  # round 0 warms both up and is not counted
+            grid = {"strategy.enter": [enter], "model.units": [[4], [8]], "training.seed": [1, 2]}
+            for name, executor in (("serial", SerialExecutor()), (kind, ex)):
+                out = Path(tempfile.mkdtemp(prefix=f"bench-round-{name}-"))
+                try:
+                    t0 = time.perf_counter()
+                    run_sweep(None, out, TINY, SweepOptions(grid=grid, progress=False), executor)
+                    if r:
+                        walls[name].append(time.perf_counter() - t0)
+                finally:
+                    shutil.rmtree(out, ignore_errors=True)
+    return walls
+
+
+def _summary(walls: dict[str, list[float]], kind: str) -> str:
+    import statistics
+
+    best = {k: min(v) for k, v in walls.items()}
+    median = {k: statistics.median(v) for k, v in walls.items()}
+    return (
+        f"  serial x1: best {best['serial']:5.1f} s, median {median['serial']:5.1f} s\n"
+        f"  {kind} x2:{' ' * (6 - len(kind))}best {best[kind]:5.1f} s, median {median[kind]:5.1f} s"
+        f"   speed-up {best['serial'] / best[kind]:.2f}x (best), "
+        f"{median['serial'] / median[kind]:.2f}x (median)"
+    )
+
+
 def walkforward(workers: int, folds: int) -> float:
     from kerastrader.config import default_config, embedded_data_path
     from kerastrader.feeds.loader import load_csv
@@ -132,7 +170,11 @@ def ray_part() -> dict:
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            return {"overhead_ms": overhead("ray"), "sweep": sweep("ray", 2)}
+            return {
+                "overhead_ms": overhead("ray"),
+                "sweep": sweep("ray", 2),
+                "interleaved": interleaved("ray"),
+            }
         finally:
             ray.shutdown()
     finally:
@@ -186,6 +228,11 @@ def main() -> None:
         )
     same = all(r["sharpe"] == rows[0]["sharpe"] for r in rows)
     print(f"  same Sharpe ratios on every executor: {same}")
+
+    print("\nwarm workers, 4 rounds of 4 jobs, serial and parallel alternately (round walls):")
+    print(_summary(interleaved("local"), "local"))
+    if isinstance(ray, dict):
+        print(_summary(ray["interleaved"], "ray"))
 
     if not args.skip_walkforward:
         print(

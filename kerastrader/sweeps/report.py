@@ -153,7 +153,9 @@ def write_sweep_report(
             f"<h1>Sweep of {len(results)} jobs</h1>",
             f"<p class='sub'>{len(ok)} finished, {len(failed)} failed &middot; ranked by "
             f"{html.escape(metric)} &middot; grid: {html.escape(json.dumps(grid))}</p>",
-            f"<h2>Best configuration: {html.escape(str(best))}</h2>" if best else "",
+            f"<h2>Best configuration: {html.escape(_describe_best(results, best, params))}</h2>"
+            if best
+            else "",
             "<h2>How much of the best result is luck</h2>",
             multiple_testing_html(stats),
             "<h2>Jobs</h2>",
@@ -167,6 +169,15 @@ def write_sweep_report(
     path = out / "sweep.html"
     path.write_text(page)
     return path
+
+
+def _describe_best(results: pd.DataFrame, best: str, params: list[str]) -> str:
+    """``key (section.key = value, ...)``: which values won, not only the folder name."""
+    row = results[results["key"] == best]
+    if not len(row) or not params:
+        return str(best)
+    values = ", ".join(f"{p} = {row.iloc[0][p]}" for p in params if p in row)
+    return f"{best} ({values})"
 
 
 def _clean(x: Any) -> Any:
