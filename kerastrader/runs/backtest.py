@@ -24,7 +24,7 @@ from kerastrader.models.training import stamp
 from kerastrader.models.walkforward import WalkForwardModel
 from kerastrader.reports.writer import write_run_files
 from kerastrader.runs.assembly import assemble
-from kerastrader.runs.benchmark import benchmark_returns, benchmark_spec
+from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns, benchmark_spec
 from kerastrader.runs.files import write_predictions, write_targets
 from kerastrader.runs.models import model_for
 from kerastrader.runs.universe import backtest_period, intraday_bars, load_universe
@@ -57,8 +57,6 @@ def _instrument_returns(
     days=None,
 ) -> dict[str, pd.Series]:
     """Each instrument's own buy and hold over the backtest, entered like the benchmark."""
-    from kerastrader.runs.benchmark import BenchmarkSpec
-
     return {
         sym: benchmark_returns({sym: bars}, BenchmarkSpec({sym: 1.0}, "never", returns),
                                decision, end, days=days)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kerastrader.errors import ConfigError
-from kerastrader.feeds.actions import total_return_prices
+from kerastrader.feeds.actions import total_return_close
 from kerastrader.strategies.allocation import SCHEDULES, is_rebalance_bar
 
 KINDS = ("auto", "strategic", "equal")
@@ -111,9 +111,7 @@ def investable_prices(bars: pd.DataFrame, returns: str) -> pd.DataFrame:
     elif "adj_close" in bars and "dividends" not in bars:
         growth = bars["adj_close"].to_numpy(dtype=float)
     else:
-        arrays = {c: bars[c].to_numpy(dtype=float) for c in ("close", "dividend", "split")
-                  if c in bars}  # fmt: skip
-        growth = total_return_prices(arrays)["close"]
+        growth = total_return_close(bars)  # the features' and labels' series
     factor = growth / close
     return pd.DataFrame(
         {
