@@ -32,6 +32,7 @@ import numpy as np
 from kerastrader.strategies import allocation as alloc
 from kerastrader.strategies import sizing
 from kerastrader.strategies.signals import FLAT, threshold_side
+from kerastrader.ticks import on_tick
 
 log = logging.getLogger(__name__)
 
@@ -431,12 +432,12 @@ class ModelStrategy(bt.Strategy):
             # (a stop price already moved away would sit trail^2 from the entry).
             kwargs["stopprice"] = price
         elif sl > 0:
-            kwargs["stopprice"] = sizing.on_tick(price * (1 - sl) if long else price * (1 + sl),
+            kwargs["stopprice"] = on_tick(price * (1 - sl) if long else price * (1 + sl),
                                                  tick)  # fmt: skip
         else:
             kwargs["stopexec"] = None
         if tp > 0:
-            kwargs["limitprice"] = sizing.on_tick(price * (1 + tp) if long else price * (1 - tp),
+            kwargs["limitprice"] = on_tick(price * (1 + tp) if long else price * (1 - tp),
                                                   tick)  # fmt: skip
         else:
             kwargs["limitexec"] = None

@@ -7,7 +7,6 @@ the result into orders. A weight is signed: +0.5 is long half the equity, -0.2 s
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -136,16 +135,6 @@ def bars_per_year(index: pd.DatetimeIndex, days_per_year: int = PERIODS_PER_YEAR
         return days_per_year
     per_day = pd.Series(1, index=index).groupby(index.normalize()).size()
     return int(days_per_year * float(per_day.median()))
-
-
-def on_tick(price: float, tick: float) -> float:
-    """``price`` on the exchange's price grid: the nearest multiple of ``tick`` (ties to
-    even, as a decimal), unchanged when ``tick`` is 0. An exchange refuses an off-grid stop or
-    limit (IB's error 110), so the backtest places its brackets where a broker can."""
-    if not tick or tick <= 0 or not math.isfinite(price):
-        return price
-    step = Decimal(repr(float(tick)))
-    return float((Decimal(repr(float(price))) / step).quantize(Decimal(1)) * step)
 
 
 def covers_costs(predicted_return: float, round_trip: float) -> bool:

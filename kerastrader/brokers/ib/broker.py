@@ -21,7 +21,6 @@ import datetime as dt
 import logging
 import queue
 import time
-from decimal import Decimal
 from typing import Any
 
 import backtrader as bt
@@ -31,6 +30,7 @@ from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from kerastrader.brokers.safety import Limits
 from kerastrader.errors import KerastraderError
+from kerastrader.ticks import on_tick
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ def to_tick(price: float, tick: float) -> float:
     known tick, to 6 decimals. IB refuses an order price off the grid (error 110)."""
     if not tick or tick <= 0:
         return round(price, 6)
-    step = Decimal(repr(float(tick)))
-    return float((Decimal(repr(float(price))) / step).quantize(Decimal(1)) * step)
+    return on_tick(price, tick)
 
 
 class IBBroker(bt.BrokerBase):
