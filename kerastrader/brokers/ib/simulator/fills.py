@@ -2,17 +2,22 @@
 
 Matching follows Backtrader's BackBroker (``_try_exec_*``) with the project's commission and
 slippage (:mod:`kerastrader.brokers.costs`), so a replay fills as a backtest of the same
-bars does. Per execution the gateway sends ``execDetails`` (reqId -1), ``commissionReport``
-and then ``orderStatus`` with filled/remaining/avgFillPrice, so a Filled status arrives after
-its fills and commissions. A part-filled order is reported as Submitted with ``filled > 0``,
-as TWS does: IB has no "PartiallyFilled" status, and ib_async's ``Trade.isActive()`` would be
-false for one.
+bars does. Per execution the happy path sends ``execDetails`` (reqId -1),
+``commissionReport`` and then ``orderStatus`` with filled/remaining/avgFillPrice, so a Filled
+status arrives after its fills and commissions. The IB-like mode reports as IB does
+(``IBLike.report_order``): usually ``orderStatus``, ``execDetails``, then the commission report
+a little later; or the execution and its commission report first and the status a little
+later. IB never sends a commission report before its execution (ib_async pairs a report with
+an execution it has seen and drops it otherwise), so neither does the gateway. A part-filled
+order is reported as Submitted with ``filled > 0``, as TWS does: IB has no "PartiallyFilled"
+status, and ib_async's ``Trade.isActive()`` would be false for one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kerastrader.brokers.ib.simulator.checks import TRAILING
@@ -264,6 +269,12 @@ class FillEngine:
                     gw.send(conn, *self.exec_fields(-1, fill, order))
                     gw.send(conn, *self.commission_fields(fill))
                 self.report_status(order)
+            elif gw.ib.report_order == "commission_first":  # the status comes a bit later
+                if conn is not None:
+                    gw.send(conn, *self.exec_fields(-1, fill, order))
+                    gw.send(conn, *self.commission_fields(fill))
+                fields = self.report_status(order, send=False)  # as it is now, sent later
+                self.later(lambda order=order, fields=fields: gw.book.send_status(order, fields))
             else:  # as IB usually reports a fill: status, execution, commission a bit later
                 self.report_status(order)
                 if conn is not None:
@@ -272,18 +283,21 @@ class FillEngine:
         if order.status == "Filled":
             gw.book.after_fill(order)
 
-    def report_status(self, order: Order) -> None:
-        """The order's status after an execution.
+    def report_status(self, order: Order, send: bool = True) -> list[Any]:
+        """The order's status after an execution (its orderStatus message, sent unless
+        ``send`` is false).
 
         IB has no "PartiallyFilled" status: a part-filled order stays Submitted (with
         filled/remaining), which keeps ib_async's Trade.isActive() true."""
         book = self.gw.book
         if order.remaining <= 1e-9:
-            book.set_status(order, "Filled")
+            book.set_status(order, "Filled", send=False)
         elif order.status != "Submitted":
-            book.set_status(order, "Submitted")
-        else:
-            book.send_status(order)
+            book.set_status(order, "Submitted", send=False)
+        fields = book.status_fields(order)
+        if send:
+            book.send_status(order, fields)
+        return fields
 
     def report_commission(self, client_id: int, fill: dict) -> None:
         """IB-like: the commission report ``IBLike.commission_delay`` seconds later."""
@@ -294,6 +308,11 @@ class FillEngine:
             if conn is not None:
                 gw.send(conn, *self.commission_fields(fill))
 
+        self.later(send)
+
+    def later(self, send: Callable[[], None]) -> None:
+        """Run ``send`` ``IBLike.commission_delay`` seconds (real time) from now."""
+        gw = self.gw
         delay = gw.ib.commission_delay if gw.ib is not None else 0.0
         if delay > 0 and gw.loop is not None:
             gw.loop.call_later(delay, send)

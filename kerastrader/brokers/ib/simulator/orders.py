@@ -364,7 +364,9 @@ class OrderBook:
 
     # ------------------------------------------------------------------ reporting
 
-    def set_status(self, order: Order, status: str) -> None:
+    def set_status(self, order: Order, status: str, send: bool = True) -> None:
+        """Change the order's status and report it (``send=False``: the caller reports it,
+        e.g. later, from :meth:`status_fields` taken now)."""
         if order.status == status:
             return
         with self.gw.lock:
@@ -372,17 +374,22 @@ class OrderBook:
             if status in DONE:
                 order.completed_time = ib_time(self.gw.market.now()) + " UTC"
         log.debug("order %s -> %s", order.order_id, status)
-        self.send_status(order)
+        if send:
+            self.send_status(order)
 
-    def send_status(self, order: Order) -> None:
+    def status_fields(self, order: Order) -> list[Any]:
+        """The orderStatus message for the order as it stands now."""
+        return [
+            Out.ORDER_STATUS, order.order_id, order.status, order.filled, order.remaining,
+            order.avg_price, order.perm_id, order.parent_id, order.last_price, order.client_id,
+            order.why_held, 0,
+        ]  # fmt: skip
+
+    def send_status(self, order: Order, fields: list[Any] | None = None) -> None:
         conn = self.gw.conn_of(order.client_id)
         if conn is None:
             return
-        self.gw.send(
-            conn, Out.ORDER_STATUS, order.order_id, order.status, order.filled, order.remaining,
-            order.avg_price, order.perm_id, order.parent_id, order.last_price, order.client_id,
-            order.why_held, 0,
-        )  # fmt: skip
+        self.gw.send(conn, *(fields or self.status_fields(order)))
 
     def order_raw(self, order: Order) -> dict[str, Any]:
         raw = dict(order.raw)

@@ -95,8 +95,11 @@ class IBLike:
       zone, trading and liquid hours and ``min_tick``;
     - ``reqHistoricalData`` with ``endDateTime=""`` ends with the bar still forming (partial
       volume and range); IB's pacing rules apply to bars of 30 seconds or less (``pacing``);
-    - fills are reported as IB usually does: orderStatus, then execDetails, then the
-      commission report ``commission_delay`` seconds (real time) later;
+    - fills are reported as IB usually does (``report_order = "status_first"``):
+      orderStatus, then execDetails, then the commission report ``commission_delay`` seconds
+      (real time) later; with ``"commission_first"``, execDetails and the commission report
+      come first and the orderStatus ``commission_delay`` seconds later (IB promises no order
+      between a status and the reports);
     - ``reqExecutions`` returns the current (exchange) day's executions only;
     - prices off ``min_tick`` get error 110; orders above the precautionary ``size_limit``
       or ``value_limit`` get error 383 unless ``bypass_precautions`` (Gateway's "Bypass
@@ -124,6 +127,7 @@ class IBLike:
     primary_exchange: str = "NYSE"
     min_tick: float = 0.01
     commission_delay: float = 0.05  # seconds of real time between execDetails and commission
+    report_order: str = "status_first"  # or "commission_first": execution, commission, status
     executions_today_only: bool = True
     pacing: bool = True
     size_limit: float | None = 500.0
@@ -135,3 +139,12 @@ class IBLike:
     no_data: frozenset[str] = frozenset()
     competing_session: frozenset[str] = frozenset()
     lockstep_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.report_order not in REPORT_ORDERS:
+            raise ValueError(
+                f"report_order = {self.report_order!r}: expected one of {', '.join(REPORT_ORDERS)}"
+            )
+
+
+REPORT_ORDERS = ("status_first", "commission_first")
