@@ -192,6 +192,28 @@ class SimulatedGateway:
             raise RuntimeError("connectivity events need the IB-like mode (ib=IBLike())")
         self.call(self.market.connectivity, code)
 
+    def run_clock(self, until: float, timeout: float = 60.0) -> None:
+        """IB-like mode: walk the exchange clock up to ``until`` (epoch seconds) with nobody
+        acknowledging, as IB's clock runs on while a session's process is down (overnight,
+        say): the orders IB works fill meanwhile, unseen. Returns when the clock is there."""
+        if not isinstance(self.market, ExchangeMarket):
+            raise RuntimeError("run_clock needs the IB-like mode (ib=IBLike())")
+        walked = threading.Event()
+
+        def walk() -> None:
+            market = self.market
+            try:
+                while not market.done and market.now() < until:
+                    market.release_step()
+                market.awaiting_ack = False  # the next subscriber releases the next step
+                market.release_wanted = True
+            finally:
+                walked.set()
+
+        self.call(walk)
+        if not walked.wait(timeout):
+            raise RuntimeError(f"the clock did not reach {until} within {timeout} s")
+
     def run(self) -> None:
         loop = asyncio.new_event_loop()
         self.loop = loop
