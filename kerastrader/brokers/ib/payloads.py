@@ -74,25 +74,42 @@ def to_bar(b: Any) -> Bar:
                float(b.high), float(b.low), float(b.close), float(b.volume))  # fmt: skip
 
 
-def choose_account(accounts: list[str], wanted: str = "") -> str:
-    """The account a session trades: ``wanted`` (``--account``), else the only one.
+FA_MASTER_PREFIXES = ("DF", "F")  # a financial advisor's master account: paper DF, live F
 
-    A login that manages several accounts (a financial-advisor paper login lists its ``DF``
-    master and ``DU`` sub-accounts) must be told which: guessing the first would send orders
-    to the master without an allocation, or mix several accounts' values and positions."""
+
+def is_fa_master(account: str, accounts: list[str]) -> bool:
+    """Whether ``account`` is the financial-advisor master of a login managing several."""
+    return len(accounts) > 1 and account.startswith(FA_MASTER_PREFIXES)
+
+
+def choose_account(accounts: list[str], wanted: str = "") -> str:
+    """The account a session trades: ``wanted`` (``--account``), else the only one it can.
+
+    A login that manages several accounts must be told which: guessing would mix several
+    accounts' values and positions. A financial-advisor login (paper: a ``DF`` master and
+    its ``DU`` accounts) is a paper login like any other, but orders to its master need an
+    allocation (a group or profile) the session does not make, so the master is never the
+    session's account: the one ``DU`` account under it is taken, several need ``--account``."""
+    tradable = [a for a in accounts if not is_fa_master(a, accounts)]
     if wanted:
         if wanted not in accounts:
             raise KerastraderError(
                 f"account {wanted} is not among the accounts this IB login manages "
                 f"({', '.join(accounts) or 'none'})"
             )
+        if is_fa_master(wanted, accounts):
+            raise KerastraderError(
+                f"account {wanted} is the financial-advisor master of this login: orders to it "
+                "need an allocation the session does not make; choose one of its accounts "
+                f"({', '.join(tradable)}) with --account"
+            )
         return wanted
-    if len(accounts) > 1:
+    if len(tradable) > 1:
         raise KerastraderError(
-            f"this IB login manages several accounts ({', '.join(accounts)}): choose one with "
+            f"this IB login manages several accounts ({', '.join(tradable)}): choose one with "
             "--account"
         )
-    return accounts[0] if accounts else ""
+    return tradable[0] if tradable else ""
 
 
 def commission_of(fill: Any) -> float | None:

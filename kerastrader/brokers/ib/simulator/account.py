@@ -38,9 +38,13 @@ class Ledger:
     def book(self, symbol: str, qty: float, price: float, commission: float) -> float:
         """Update cash, position and average cost (commission included, as IB reports it).
 
-        Returns the realized P&L of the part that closed a position (net of this execution's
-        commission), or IB's unset double when nothing was closed.
+        A future moves cash by price x multiplier per contract, and IB's average cost for it
+        is per contract (price x multiplier). Returns the realized P&L of the part that closed
+        a position (net of this execution's commission), or IB's unset double when nothing
+        was closed.
         """
+        mult = self.gw.market.multiplier(symbol)
+        price = price * mult  # per contract from here on
         with self.gw.lock:
             self.cash -= qty * price + commission
             pos = self.positions.get(symbol, 0.0)
@@ -62,20 +66,29 @@ class Ledger:
             self.avg_cost[symbol] = avg
             return realized
 
-    def net_liquidation(self) -> float:
-        value = self.cash
-        for sym, qty in self.positions.items():
-            if qty:
-                value += qty * (self.gw.market.last_close(sym) or self.avg_cost.get(sym, 0.0))
-        return value
+    def mark(self, symbol: str) -> float:
+        """One contract's value now: the last price (x multiplier), else the average cost."""
+        last = self.gw.market.last_close(symbol)
+        if last is None:
+            return self.avg_cost.get(symbol, 0.0)
+        return last * self.gw.market.multiplier(symbol)
 
-    def values(self) -> list[tuple[str, float]]:
+    def net_liquidation(self) -> float:
+        return self.cash + sum(qty * self.mark(sym) for sym, qty in self.positions.items() if qty)
+
+    def holdings(self, account: str) -> tuple[float, dict[str, float]]:
+        """Cash and positions of one of the accounts the login manages."""
+        if account == self.gw.account:
+            return self.cash, self.positions
+        other = self.gw.other_accounts.get(account, {})
+        return float(other.get("cash", 0.0)), dict(other.get("positions", {}))
+
+    def values(self, account: str | None = None) -> list[tuple[str, float]]:
         """The account values IB reports (key, amount in the account's currency)."""
-        last_close = self.gw.market.last_close
         with self.gw.lock:
-            net = self.net_liquidation()
-            gross = sum(abs(q) * (last_close(s) or 0.0) for s, q in self.positions.items())
-            cash = self.cash
+            cash, positions = self.holdings(account or self.gw.account)
+            net = cash + sum(q * self.mark(s) for s, q in positions.items() if q)
+            gross = sum(abs(q) * self.mark(s) for s, q in positions.items())
         return [
             ("NetLiquidation", net),
             ("TotalCashValue", cash),
@@ -88,23 +101,29 @@ class Ledger:
 
     # ------------------------------------------------------------------ messages
 
-    def position_fields(self, symbol: str) -> list[Any]:
+    def position_fields(self, symbol: str, account: str | None = None) -> list[Any]:
         contract = self.gw.market.contract(symbol)
+        account = account or self.gw.account
+        if account == self.gw.account:
+            qty, avg = self.positions.get(symbol, 0.0), self.avg_cost.get(symbol, 0.0)
+        else:  # another account's holding, at the last price
+            qty, avg = self.holdings(account)[1].get(symbol, 0.0), self.mark(symbol)
         return [
-            Out.POSITION_DATA, 3, self.gw.account,
-            *[contract[k] for k in CONTRACT_FIELDS if k != "primaryExchange"],
-            self.positions.get(symbol, 0.0), self.avg_cost.get(symbol, 0.0),
+            Out.POSITION_DATA, 3, account,
+            *[contract[k] for k in CONTRACT_FIELDS if k != "primaryExchange"], qty, avg,
         ]  # fmt: skip
 
     def portfolio_fields(self, symbol: str) -> list[Any]:
         contract = self.gw.market.contract(symbol)
         qty = self.positions.get(symbol, 0.0)
         avg = self.avg_cost.get(symbol, 0.0)
-        price = self.gw.market.last_close(symbol) or avg
+        mult = self.gw.market.multiplier(symbol)
+        price = self.gw.market.last_close(symbol) or avg / mult
+        value = qty * price * mult
         return [
             Out.PORTFOLIO_VALUE, 8,
             *[contract[k] for k in CONTRACT_FIELDS if k not in ("exchange",)],
-            qty, price, qty * price, avg, qty * (price - avg), self.realized.get(symbol, 0.0),
+            qty, price, value, avg, value - qty * avg, self.realized.get(symbol, 0.0),
             self.gw.account,
         ]  # fmt: skip
 
@@ -119,7 +138,7 @@ class Ledger:
 
     def send_account_multi(self, conn: Connection, req_id: int, account: str, end: bool) -> None:
         gw = self.gw
-        for key, value in self.values():
+        for key, value in self.values(account):
             gw.send(
                 conn, Out.ACCOUNT_UPDATE_MULTI, 1, req_id, account, "", key, round(value, 2),
                 gw.currency,
@@ -136,7 +155,8 @@ class Ledger:
             if conn.account_sub:
                 self.send_account(conn, sorted(symbols))
             for req_id, account in conn.account_multi.items():
-                self.send_account_multi(conn, req_id, account, end=False)
+                if account == self.gw.account:  # the others do not trade here
+                    self.send_account_multi(conn, req_id, account, end=False)
 
     # ------------------------------------------------------------------ requests
 
@@ -175,6 +195,10 @@ class Ledger:
         for sym, qty in list(self.positions.items()):
             if qty:
                 self.gw.send(conn, *self.position_fields(sym))
+        for account in self.gw.other_accounts:  # every account the login manages
+            for sym, qty in self.holdings(account)[1].items():
+                if qty:
+                    self.gw.send(conn, *self.position_fields(sym, account))
         self.gw.send(conn, Out.POSITION_END, 1)
 
     def on_cancel_positions(self, conn: Connection, fields: list[str]) -> None:
@@ -199,10 +223,11 @@ class Ledger:
     def on_req_account_summary(self, conn: Connection, fields: list[str]) -> None:
         req_id, tags = to_int(fields[2]), fields[4]
         wanted = {t.strip() for t in tags.split(",") if t.strip()}
-        for key, value in self.values():
-            if not wanted or key in wanted or "All" in wanted:
-                self.gw.send(
-                    conn, Out.ACCOUNT_SUMMARY, 1, req_id, self.gw.account, key, round(value, 2),
-                    self.gw.currency,
-                )  # fmt: skip
+        for account in [self.gw.account, *self.gw.other_accounts]:
+            for key, value in self.values(account):
+                if not wanted or key in wanted or "All" in wanted:
+                    self.gw.send(
+                        conn, Out.ACCOUNT_SUMMARY, 1, req_id, account, key, round(value, 2),
+                        self.gw.currency,
+                    )  # fmt: skip
         self.gw.send(conn, Out.ACCOUNT_SUMMARY_END, 1, req_id)

@@ -56,19 +56,26 @@ def off_tick(price: float, tick: float) -> bool:
 
 
 def ib_refusal(
-    order: Order, ib: IBLike, price: float | None, currency: str
+    order: Order,
+    ib: IBLike,
+    price: float | None,
+    currency: str,
+    tick: float | None = None,
+    multiplier: float = 1.0,
 ) -> tuple[int, str] | None:
     """What a real Gateway adds: the minimum tick (110) and the order precautions (383).
 
     ``price`` values the order for the Total Value Limit (its limit or stop, else the last
-    price)."""
-    if any(off_tick(p, ib.min_tick) for p in prices(order)):
+    price), times the contract's ``multiplier``; ``tick``: the contract's grid (default
+    ``ib.min_tick``)."""
+    tick = ib.min_tick if tick is None else tick
+    if tick > 0 and any(off_tick(p, tick) for p in prices(order)):
         return 110, MIN_TICK_TEXT
     if ib.bypass_precautions:
         return None
     if ib.size_limit is not None and order.quantity > ib.size_limit:
         return 383, SIZE_LIMIT_TEXT.format(order_id=order.order_id, limit=ib.size_limit)
-    value = order.quantity * (price or 0.0)
+    value = order.quantity * (price or 0.0) * multiplier
     if ib.value_limit is not None and value > ib.value_limit:
         text = VALUE_LIMIT_TEXT.format(
             order_id=order.order_id, value=value, limit=ib.value_limit, currency=currency

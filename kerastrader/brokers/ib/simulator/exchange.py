@@ -154,7 +154,7 @@ class ExchangeMarket(Market):
             if len(self.paths) > 4096:
                 self.paths.clear()
             pieces = int(self.lengths[sym][i]) // BAR
-            path = self.paths[key] = Path(self.row_ohlcv(sym, i), pieces, self.ib.min_tick)
+            path = self.paths[key] = Path(self.row_ohlcv(sym, i), pieces, self.min_tick(sym))
         return path
 
     def released(self, sym: str, i: int) -> int:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# USD per contract: IB's published Fixed rate for US futures (exchange and regulatory fees,
+# which IB passes through on top, are left out); the project's cost model prices stocks.
+FUTURES_COMMISSION = 0.85
+
 
 class FillEngine:
     """Matches orders against each step's bars, books the fills and reports the executions.
@@ -232,8 +236,12 @@ class FillEngine:
             note(dt.datetime.fromtimestamp(stamp, dt.UTC).replace(tzinfo=None))
         conn = gw.conn_of(order.client_id)
         signed = 1.0 if order.buy else -1.0
+        future = order.contract.get("secType") == "FUT"
         for piece in self.pieces(size):
-            commission = float(self.comminfo.getcommission(piece, price))
+            if future:  # IB charges futures per contract, not on value
+                commission = piece * FUTURES_COMMISSION
+            else:
+                commission = float(self.comminfo.getcommission(piece, price))
             self.comminfo.confirmexec(piece, price)
             realized = gw.ledger.book(order.symbol, signed * piece, price, commission)
             self.exec_seq += 1
@@ -362,7 +370,7 @@ class FillEngine:
                 (to_int(client_id) and fill["clientId"] != to_int(client_id))
                 or (acct and acct != self.gw.account)
                 or (symbol and fill["symbol"] != symbol)
-                or (sec_type and sec_type != "STK")
+                or (sec_type and sec_type != self.gw.market.contract(fill["symbol"])["secType"])
                 or (side_code and fill["side"] != side_code)
                 or (start is not None and fill["time"] < start)
             ):

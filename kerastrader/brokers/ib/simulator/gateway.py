@@ -99,6 +99,8 @@ class SimulatedGateway:
         speed: float = 0.0,
         next_order_id: int = 1,
         ib: IBLike | None = None,
+        instruments: dict[str, dict[str, Any]] | None = None,
+        other_accounts: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         if not bars:
             raise ValueError("bars is empty: the gateway needs at least one symbol")
@@ -107,6 +109,12 @@ class SimulatedGateway:
         if speed < 0:
             raise ValueError(f"speed must not be negative, not {speed}")
         self.account = account
+        # symbol -> contract fields other than a stock's (secType, symbol, currency, exchange,
+        # multiplier, lastTradeDateOrContractMonth, localSymbol, minTick)
+        self.instruments = {k: dict(v) for k, v in (instruments or {}).items()}
+        # account -> {"cash": ..., "positions": {symbol: qty}}: more accounts the login
+        # manages (a DF master's, another DU); reported, not traded
+        self.other_accounts = {k: dict(v) for k, v in (other_accounts or {}).items()}
         self.host = host
         self.port = port
         self.faults = faults if faults is not None else Faults()
@@ -446,11 +454,18 @@ class SimulatedGateway:
         conn.client_id = client_id
         conn.ready = True
         log.info("%r: API started", conn)
-        self.send(conn, Out.MANAGED_ACCTS, 1, self.account)
+        self.send(conn, Out.MANAGED_ACCTS, 1, self.managed_accounts())
         self.send(conn, Out.NEXT_VALID_ID, 1, self.book.next_id)
+
+    def managed_accounts(self) -> str:
+        """managedAccounts as IB sends it: comma-separated, a financial advisor's master
+        (``DF...`` on paper, ``F...`` live) first."""
+        accounts = [self.account, *self.other_accounts]
+        masters = [a for a in accounts if a.startswith(("DF", "F"))]
+        return ",".join(masters + [a for a in accounts if a not in masters])
 
     def on_req_ids(self, conn: Connection, fields: list[str]) -> None:
         self.send(conn, Out.NEXT_VALID_ID, 1, self.book.next_id)
 
     def on_req_managed_accts(self, conn: Connection, fields: list[str]) -> None:
-        self.send(conn, Out.MANAGED_ACCTS, 1, self.account)
+        self.send(conn, Out.MANAGED_ACCTS, 1, self.managed_accounts())

@@ -30,6 +30,7 @@ from kerastrader.brokers.ib.simulator.layouts import to_int
 from kerastrader.brokers.ib.simulator.scenarios import (
     BAR_SIZE_TEXT,
     HMDS_NO_DATA_TEXT,
+    HMDS_NO_FOREX_TRADES_TEXT,
     HMDS_PACING_TEXT,
     HMDS_PERMISSIONS_TEXT,
     NO_DEFINITION_TEXT,
@@ -85,6 +86,8 @@ class HistoricalService:
     def __init__(self, market: ExchangeMarket) -> None:
         self.market = market
         self.pacing = Pacing()
+        # every request as received: symbol, whatToShow, barSize, duration, useRTH
+        self.requests: list[dict[str, str]] = []
 
     def on_request(self, conn: Connection, fields: list[str]) -> None:
         m, gw = self.market, self.market.gw
@@ -94,6 +97,8 @@ class HistoricalService:
         end_text, size_text, duration = fields[15], fields[16], fields[17]
         what, format_date = fields[19].upper(), to_int(fields[20], 1)
         bucket = bar_size_seconds(size_text)
+        self.requests.append({"symbol": symbol or fields[3], "what": what, "bar_size": size_text,
+                              "duration": duration, "use_rth": fields[18]})  # fmt: skip
         if m.hist_requests in gw.faults.pacing_violation_on:
             gw.error(conn, req_id, 162, HMDS_PACING_TEXT)
             return
@@ -102,6 +107,11 @@ class HistoricalService:
             return
         if bucket is None:
             gw.error(conn, req_id, 321, f"{BAR_SIZE_TEXT} ({size_text!r})")
+            return
+        contract = m.contract(symbol)
+        if contract["secType"] == "CASH" and what == "TRADES":  # IB has no trades for forex
+            text = HMDS_NO_FOREX_TRADES_TEXT.format(base=contract["symbol"], duration=duration)
+            gw.error(conn, req_id, 162, text)
             return
         if symbol in m.ib.no_permissions:
             gw.error(conn, req_id, 162, HMDS_PERMISSIONS_TEXT.format(exchange=m.primary))

@@ -86,17 +86,29 @@ class Market:
     # ------------------------------------------------------------------ instruments
 
     def lookup(self, contract: list[str]) -> str | None:
-        """The simulated symbol a request's 12 contract fields name, or None."""
+        """The simulated symbol a request's 12 contract fields name, or None.
+
+        A stock is named by its symbol; a future or a forex pair (``instruments``) by IB's
+        symbol and secType (``Forex("EURUSD")`` asks for symbol ``EUR``, currency ``USD``)."""
         con_id, symbol, sec_type = to_int(contract[0]), contract[1], contract[2]
         currency = contract[9]
         if con_id:
             return next((s for s, c in self.conids.items() if c == con_id), None)
-        if symbol not in self.data or sec_type not in ("", "STK"):
-            return None
-        return symbol if currency in ("", self.gw.currency) else None
+        for name in self.symbols:
+            c = self.contract(name)
+            if (
+                c["symbol"] == symbol
+                and sec_type in ("", c["secType"])
+                and currency in ("", c["currency"])
+            ):
+                return name
+        return None
 
     def contract(self, symbol: str, exchange: str = EXCHANGE) -> dict[str, Any]:
-        return {
+        """The contract as IB describes it: a stock, or what ``instruments[symbol]`` says (a
+        future's multiplier and expiry, a forex pair's base symbol, currency and IDEALPRO)."""
+        spec = self.gw.instruments.get(symbol, {})
+        base = {
             "conId": self.conids[symbol],
             "symbol": symbol,
             "secType": "STK",
@@ -110,20 +122,34 @@ class Market:
             "localSymbol": symbol,
             "tradingClass": symbol,
         }
+        base.update({k: v for k, v in spec.items() if k in base and k != "conId"})
+        if "exchange" in spec and exchange == EXCHANGE:
+            base["exchange"] = spec["exchange"]
+        return base
+
+    def min_tick(self, symbol: str) -> float:
+        """The symbol's price grid: ``instruments[symbol]["minTick"]``, else the gateway's."""
+        return float(self.gw.instruments.get(symbol, {}).get("minTick", self.gw.min_tick))
+
+    def multiplier(self, symbol: str) -> float:
+        """Cash per point per contract (a future's multiplier), 1 for stocks and forex."""
+        text = self.gw.instruments.get(symbol, {}).get("multiplier", "")
+        return float(text) if text not in ("", None) else 1.0
 
     def details_fields(self, req_id: int, symbol: str) -> list[Any]:
         """contractDetails (10): time zone and hours say how the bars' clock runs."""
-        currency = self.gw.currency
+        c = self.contract(symbol)
         return [
-            Out.CONTRACT_DATA, req_id, symbol, "STK", "", 0, "", EXCHANGE, currency,
-            symbol,  # localSymbol
-            symbol,  # marketName
-            symbol,  # tradingClass
+            Out.CONTRACT_DATA, req_id, c["symbol"], c["secType"],
+            c["lastTradeDateOrContractMonth"], 0, "", c["exchange"], c["currency"],
+            c["localSymbol"],  # localSymbol
+            c["localSymbol"],  # marketName
+            c["tradingClass"],  # tradingClass
             self.conids[symbol],
-            self.gw.min_tick,  # minTick
-            "",  # multiplier
+            self.min_tick(symbol),  # minTick
+            c["multiplier"],  # multiplier
             ORDER_TYPES_TEXT,
-            EXCHANGE,  # validExchanges
+            c["exchange"],  # validExchanges
             1,  # priceMagnifier
             0,  # underConId
             f"{symbol} (simulated)",  # longName

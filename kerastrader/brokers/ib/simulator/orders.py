@@ -214,7 +214,11 @@ class OrderBook:
     def ib_refusal(self, order: Order) -> tuple[int, str] | None:
         price = order.lmt or order.aux if order.order_type not in TRAILING else None
         price = price or self.gw.market.last_close(order.symbol)
-        return ib_refusal(order, self.gw.ib, price, self.gw.currency)
+        market = self.gw.market
+        known = order.symbol in market.conids
+        tick = market.min_tick(order.symbol) if known else None
+        mult = market.multiplier(order.symbol) if known else 1.0
+        return ib_refusal(order, self.gw.ib, price, self.gw.currency, tick, mult)
 
     def reject(self, conn: Connection, order: Order, code: int, text: str) -> None:
         log.info("order %s rejected: %s %s", order.order_id, code, text)

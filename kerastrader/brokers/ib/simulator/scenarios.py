@@ -49,6 +49,10 @@ HMDS = "Historical Market Data Service error message:"
 HMDS_PACING_TEXT = HMDS + "Historical data request pacing violation"
 HMDS_PERMISSIONS_TEXT = HMDS + "No market data permissions for {exchange} STK"
 HMDS_NO_DATA_TEXT = HMDS + "HMDS query returned no data: {symbol}@{exchange} Trades"
+# TRADES asked for a forex pair (IB disseminates no trades for CASH; logs quoted in issues)
+HMDS_NO_FOREX_TRADES_TEXT = (
+    HMDS + "No historical market data for {base}/CASH@FXSUBPIP Last {duration}"
+)
 NOT_SUBSCRIBED_TEXT = "Requested market data is not subscribed."
 COMPETING_TEXT = "No market data during competing live session"
 WHAT_TO_SHOW_TEXT = (
