@@ -225,6 +225,15 @@ class IBBroker(bt.BrokerBase):
     def getcash(self) -> float:
         return self.cash
 
+    def getcommissioninfo(self, data) -> bt.CommInfoBase:
+        """The configured scheme with the contract's multiplier (ES: 50): Backtrader's PnL
+        (``profitandloss``) and a sizer reading ``comminfo.p.mult`` see a future's points
+        as cash."""
+        ci, mult = super().getcommissioninfo(data), self._multiplier(data)
+        if ci.p.mult != mult:
+            ci = self.comminfo[data._name] = type(ci)(**{**ci.p._getkwargs(), "mult": mult})
+        return ci
+
     def getvalue(self, datas=None) -> float:
         value = self.cash
         for data, pos in self.positions.items():
