@@ -15,9 +15,8 @@ from kerastrader.cli import main
 from kerastrader.reports.runfiles import open_position_pnl, read_run, round_trips
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium and the playwright extra, checked before full_run trains a model."""
+def chromium_path() -> str:
+    """Debian's chromium and the playwright extra, or a skip (a failure under CI=true)."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
@@ -25,37 +24,84 @@ def chromium() -> str:
     return path
 
 
-def test_report_renders_in_a_real_browser_with_every_image_and_no_network(
-    chromium, full_run, tmp_path
-):
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Checked before full_run trains a model."""
+    return chromium_path()
+
+
+PAGE_LIMIT = 4_000_000  # bytes: README states it (pyfolio images ~1.3 MB, plotly.js 1.19 MB)
+
+CHARTS_DRAWN = """() => Array.from(document.querySelectorAll('.plotly-graph-div')).every(
+    d => d.querySelector('.main-svg') !== null)"""
+
+
+def browse(chromium: str, path, script: str | None = None, screenshot=None) -> dict:
+    """Open a page file in headless Chromium: every request it makes, its images, each plotly
+    div (id, number of drawn SVG layers, traces) and ``script``'s result."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    page_url = (full_run / "report.html").resolve().as_uri()
     requests: list[str] = []
+    errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking"],
+        )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_url, wait_until="load")
-            sizes = page.evaluate(
-                "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
-            )
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            try:
+                page.wait_for_function(CHARTS_DRAWN, timeout=15_000)
+            except PlaywrightError:
+                pass  # the assertions below say which chart has no SVG
+            out = {
+                "images": page.evaluate(
+                    "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+                ),
+                "charts": page.evaluate(
+                    "Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => "
+                    "[d.id, d.querySelectorAll('.main-svg').length, (d._fullData || []).length])"
+                ),
+                "result": page.evaluate(script) if script else None,
+            }
+            if screenshot:
+                page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    assert len(sizes) >= 10
-    assert all(complete and width > 0 for complete, width in sizes)
-    assert [u for u in requests if not u.startswith(("file://", "data:"))] == []
+    out["requests"] = [u for u in requests if not u.startswith(("file://", "data:"))]
+    out["errors"] = errors
+    return out
+
+
+def assert_charts_drawn(seen: dict, ids: set[str]) -> None:
+    """Each named chart (and every other plotly div) drew its SVG, and nothing was fetched."""
+    assert seen["requests"] == [] and seen["errors"] == []
+    drawn = {cid: (svgs, traces) for cid, svgs, traces in seen["charts"]}
+    assert ids <= set(drawn), (ids, sorted(drawn))
+    for cid, (svgs, traces) in drawn.items():
+        assert svgs >= 1 and traces >= 1, (cid, svgs, traces)
+
+
+def test_report_renders_in_a_real_browser_with_every_image_and_chart_and_no_network(
+    chromium, full_run, tmp_path
+):
+    seen = browse(chromium, full_run / "report.html", screenshot=tmp_path / "report.png")
+    assert len(seen["images"]) >= 8
+    assert all(complete and width > 0 for complete, width in seen["images"])
+    assert_charts_drawn(seen, {"chart-equity", "chart-rolling", "chart-price-0"})
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_report_page_stays_under_its_stated_size_with_plotly_inlined_once(full_run):
+    page = (full_run / "report.html").read_text()
+    assert len(page.encode()) < PAGE_LIMIT
+    assert page.count("window.Plotly = Plotly") == 1  # one copy of plotly.js
+    assert "<script src" not in page and "<link" not in page  # nothing loaded from elsewhere
 
 
 def _headline(page: str, label: str, value: str) -> bool:
@@ -135,7 +181,15 @@ def test_compare_sets_runs_side_by_side(full_run, tmp_path, capsys):
     assert main(["report", "compare", str(full_run), str(other), "--out", str(out), "-q"]) == 0
     page = out.read_text()
     assert "<th>full</th><th>other</th>" in page
-    assert "9.876" in page and "data:image/png;base64," in page
+    assert "9.876" in page and 'id="chart-compare-equity"' in page
+
+
+def test_compare_out_without_a_suffix_is_a_folder_holding_the_page(full_run, tmp_path, capsys):
+    other = shutil.copytree(full_run, tmp_path / "other")
+    out = tmp_path / "runs" / "cmp"
+    assert main(["report", "compare", str(full_run), str(other), "--out", str(out), "-q"]) == 0
+    assert out.is_dir() and (out / "compare.html").is_file()
+    assert capsys.readouterr().out.strip() == f"Report: {out / 'compare.html'}"
 
 
 def test_report_of_a_directory_that_is_not_a_run_is_one_line(tmp_path, capsys):

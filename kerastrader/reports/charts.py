@@ -41,6 +41,7 @@ CONFIG: dict[str, Any] = {
 }
 
 GREEN, RED, BLUE, GREY, ORANGE = "#1a7f37", "#c62828", "#1f5fa8", "#888888", "#e07b00"
+PALETTE = [BLUE, ORANGE, GREEN, RED, "#6a3d9a", "#b15928", "#17becf", GREY]
 LAYOUT: dict[str, Any] = {
     "template": "none",  # no 7 KB default template in every chart
     "font": {"family": "-apple-system,Segoe UI,Helvetica,Arial,sans-serif", "size": 12},
@@ -128,7 +129,8 @@ def _x(index: pd.Index) -> list[str] | np.ndarray:
     if isinstance(index, pd.DatetimeIndex):
         if index.tz is not None:
             index = index.tz_convert("UTC").tz_localize(None)
-        return np.asarray(index.strftime("%Y-%m-%d %H:%M:%S"))
+        daily = bool(len(index)) and bool((index == index.normalize()).all())
+        return np.asarray(index.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S"))
     return np.asarray(index)
 
 
@@ -136,10 +138,9 @@ def _line(series: pd.Series, name: str, color: str, **kw: Any) -> Any:
     import plotly.graph_objects as go
 
     s = decimate(series)
-    return go.Scatter(
-        x=_x(s.index), y=s.to_numpy(float), name=name, mode="lines",
-        line={"color": color, "width": kw.pop("width", 1.5)}, **kw,
-    )  # fmt: skip
+    line = {"color": color, "width": kw.pop("width", 1.5), "dash": kw.pop("dash", "solid")}
+    return go.Scatter(x=_x(s.index), y=s.to_numpy(float), name=name, mode="lines", line=line,
+                      **kw)  # fmt: skip
 
 
 def growth(returns: pd.Series) -> pd.Series:
@@ -197,11 +198,15 @@ def price_predictions_chart(
             part = fills[mask]
             if not len(part):
                 continue
+            name = side
+            if len(part) > MAX_POINTS:  # page size: the latest fills, and the legend says so
+                name = f"{side} (last {MAX_POINTS:,} of {len(part):,})"
+                part = part.iloc[-MAX_POINTS:]
             text = [f"{a:+,.4g} @ {p:,.4f}" for a, p in zip(part["amount"], part["price"],
                                                             strict=True)]  # fmt: skip
             fig.add_trace(
                 go.Scatter(
-                    x=_x(part.index), y=part["price"].to_numpy(float), name=side,
+                    x=_x(part.index), y=part["price"].to_numpy(float), name=name,
                     mode="markers", marker={"symbol": symbol, "size": 9, "color": color},
                     text=text, hovertemplate="%{text}<extra>" + side + "</extra>",
                 ),
@@ -218,7 +223,8 @@ def price_predictions_chart(
 def rolling_sharpe(returns: pd.Series, window: int) -> pd.Series:
     """Annualised Sharpe ratio over the last ``window`` bars (mean / sample std)."""
     roll = returns.rolling(window)
-    return roll.mean() / roll.std() * np.sqrt(PERIODS_PER_YEAR)
+    std = roll.std()
+    return roll.mean() / std.where(std > 0) * np.sqrt(PERIODS_PER_YEAR)  # flat window: no value
 
 
 def rolling_volatility(returns: pd.Series, window: int) -> pd.Series:
@@ -230,33 +236,57 @@ def rolling_metrics_chart(
     returns: pd.Series, window: int = 126, benchmark: pd.Series | None = None
 ) -> Any:
     """Rolling annualised Sharpe and volatility (strategy, benchmark) over ``window`` bars."""
+    curves = {"Strategy": returns}
+    if benchmark is not None and len(benchmark):
+        curves["Benchmark"] = benchmark
+    return rolling_compare_chart(curves, window, colors=[BLUE, GREY])
+
+
+def rolling_compare_chart(
+    curves: dict[str, pd.Series], window: int = 126, colors: list[str] | None = None
+) -> Any:
+    """Rolling annualised Sharpe (top) and volatility (bottom) of each series of returns."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=(f"Sharpe ratio, {window} bars",
-                                        f"Volatility, {window} bars"))  # fmt: skip
-    fig.add_trace(_line(rolling_sharpe(returns, window), "Strategy Sharpe", BLUE), row=1, col=1)
-    fig.add_trace(_line(rolling_volatility(returns, window), "Strategy volatility", BLUE),
-                  row=2, col=1)  # fmt: skip
-    if benchmark is not None and len(benchmark):
-        fig.add_trace(_line(rolling_sharpe(benchmark, window), "Benchmark Sharpe", GREY),
+    colors = colors or PALETTE
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.05)
+    for i, (name, returns) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        fig.add_trace(_line(rolling_sharpe(returns, window), f"{name} Sharpe", color),
                       row=1, col=1)  # fmt: skip
-        fig.add_trace(_line(rolling_volatility(benchmark, window), "Benchmark volatility", GREY),
-                      row=2, col=1)  # fmt: skip
-    fig.update_layout(**LAYOUT, title={"text": "Rolling metrics (annualised)"})
-    fig.update_yaxes(tickformat=".0%", row=2, col=1)
+        fig.add_trace(_line(rolling_volatility(returns, window), f"{name} volatility", color,
+                            dash="dot"), row=2, col=1)  # fmt: skip
+    fig.update_layout(**LAYOUT, title={"text": f"Rolling metrics over {window} bars (annualised)"})
+    fig.update_yaxes(title_text="Sharpe ratio", row=1, col=1)
+    fig.update_yaxes(title_text="volatility", tickformat=".0%", row=2, col=1)
     return fig
 
 
-def curves_chart(curves: dict[str, pd.Series], title: str = "Growth of 1") -> Any:
-    """Several growth-of-1 curves from their returns on one chart (the compare page)."""
-    import plotly.graph_objects as go
+def curves_chart(
+    curves: dict[str, pd.Series],
+    title: str = "Growth of 1 and drawdowns",
+    shown: set[str] | None = None,
+) -> Any:
+    """Growth of 1 (top) and drawdown (bottom) of several series of returns (compare, study).
 
-    palette = [BLUE, ORANGE, GREEN, RED, "#6a3d9a", "#b15928", "#17becf", GREY]
-    fig = go.Figure()
+    ``shown``: the names drawn at first (the others are a click on their legend entry away);
+    None draws all.
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
+                        vertical_spacing=0.04)  # fmt: skip
     for i, (name, returns) in enumerate(curves.items()):
-        fig.add_trace(_line(growth(returns), name, palette[i % len(palette)]))
+        color = PALETTE[i % len(PALETTE)]
+        visible = True if shown is None or name in shown else "legendonly"
+        fig.add_trace(_line(growth(returns), name, color, legendgroup=name, visible=visible),
+                      row=1, col=1)  # fmt: skip
+        fig.add_trace(_line(drawdown(returns), f"{name} drawdown", color, width=1,
+                            legendgroup=name, showlegend=False, visible=visible),
+                      row=2, col=1)  # fmt: skip
     fig.update_layout(**LAYOUT, title={"text": title})
+    fig.update_yaxes(title_text="growth of 1", row=1, col=1)
+    fig.update_yaxes(title_text="drawdown", tickformat=".0%", row=2, col=1)
     return fig
 
 

@@ -153,26 +153,6 @@ def pyfolio_figures(
     return figures, tables
 
 
-def equity_figure(returns: pd.Series, benchmark: pd.Series) -> bytes:
-    """Growth of 1 and drawdowns, strategy over its benchmark, sharing one time axis."""
-    fig, (ax1, ax2) = plt.subplots(
-        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    strat = (1 + returns).cumprod()
-    bench = (1 + benchmark.reindex(returns.index).fillna(0.0)).cumprod()
-    ax1.plot(strat.index, strat.to_numpy(), label="strategy", color="#1f5fa8")
-    ax1.plot(bench.index, bench.to_numpy(), label="benchmark", color="#999999")
-    ax1.set_ylabel("growth of 1")
-    ax1.legend(loc="upper left")
-    ax1.grid(alpha=0.3)
-    for series, color in ((strat, "#1f5fa8"), (bench, "#999999")):
-        dd = series / series.cummax() - 1
-        ax2.fill_between(dd.index, dd.to_numpy(), 0, color=color, alpha=0.4)
-    ax2.set_ylabel("drawdown")
-    ax2.grid(alpha=0.3)
-    return png(fig)
-
-
 def model_figures(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[str, bytes]]:
     """ROC curve, confusion matrix and the distribution of predicted probabilities."""
     from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
@@ -235,26 +215,6 @@ def _pyfolio_plot(title: str, figsize: tuple[float, float], draw) -> bytes | Non
     return png(fig)
 
 
-def rolling_figures(returns: pd.Series, benchmark: pd.Series) -> list[tuple[str, bytes]]:
-    """Six-month rolling Sharpe ratio and volatility against the benchmark (pyfolio's plots)."""
-    from kerastrader.reports.stats import import_pyfolio
-
-    plotting = import_pyfolio().plotting
-    out: list[tuple[str, bytes]] = []
-    if len(returns) < 130:  # pyfolio's window is six months of business days
-        return out
-    for title, plot in (
-        ("Rolling Sharpe ratio (6 months)", plotting.plot_rolling_sharpe),
-        ("Rolling volatility (6 months)", plotting.plot_rolling_volatility),
-    ):
-        data = _pyfolio_plot(
-            title, (10, 3.2), lambda ax, plot=plot: plot(returns, factor_returns=benchmark, ax=ax)
-        )
-        if data is not None:
-            out.append((title, data))
-    return out
-
-
 def exposure_figure(returns: pd.Series, positions: pd.DataFrame) -> bytes | None:
     """Long, short and net exposure as a fraction of the portfolio (pyfolio's plot)."""
     from kerastrader.reports.stats import import_pyfolio
@@ -265,15 +225,3 @@ def exposure_figure(returns: pd.Series, positions: pd.DataFrame) -> bytes | None
     return _pyfolio_plot(
         "exposure", (10, 3.2), lambda ax: plotting.plot_exposures(returns, positions, ax=ax)
     )
-
-
-def compare_figure(curves: dict[str, pd.Series]) -> bytes:
-    """Growth of 1 for several runs on one axis."""
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, returns in curves.items():
-        growth = (1 + returns).cumprod()
-        ax.plot(growth.index, growth.to_numpy(), label=name)
-    ax.set_ylabel("growth of 1")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    return png(fig)

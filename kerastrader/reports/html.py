@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from kerastrader.reports.charts import bundle_name, plotly_script
+
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;
 background:#fafafa}
@@ -24,6 +26,7 @@ th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;display:block;margin:8px 0}
 .grid{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.grid figure{margin:0}
 figure{margin:0}figcaption{font-size:13px;color:#555}
+.chart{margin:8px 0 16px}
 pre{background:#f6f6f6;padding:12px;overflow:auto;font-size:12px}
 .note{color:#666;font-size:13px}footer{color:#888;font-size:12px;margin-top:40px}
 .pyfolio table{font-size:12px}
@@ -117,8 +120,9 @@ class Page:
     round_trips: pd.DataFrame
     config_toml: str
     versions: dict[str, str]
-    equity_png: bytes | None = None
-    rolling_pngs: list[tuple[str, bytes]] = field(default_factory=list)
+    equity_chart: str = ""  # interactive charts (reports.charts blocks), plotly.js inlined once
+    rolling_chart: str = ""
+    price_charts: list[str] = field(default_factory=list)
     exposure_png: bytes | None = None
     model_pngs: list[tuple[str, bytes]] = field(default_factory=list)
     pyfolio_pngs: list[tuple[str, bytes]] = field(default_factory=list)
@@ -161,9 +165,12 @@ def render(page: Page) -> str:
             f"{html.escape(str(run['look_ahead']))}</b></span>"
         )
     nav = "".join(f"<a href='#{k}'>{html.escape(t)}</a>" for k, t in SECTIONS)
+    has_charts = bool(page.equity_chart or page.rolling_chart or page.price_charts)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(page.title)}</title><style>{CSS}</style></head><body><main>",
+        f"<title>{html.escape(page.title)}</title><style>{CSS}</style>",
+        plotly_script() if has_charts else "",
+        "</head><body><main>",
         f"<h1>{html.escape(page.title)}</h1>",
         f"<p class='sub'>{html.escape(page.symbol)} &middot; {fmt(run['start'])} to "
         f"{fmt(run['end'])} &middot; {run['bars']} bars &middot; {period} with commission and "
@@ -200,12 +207,12 @@ def render(page: Page) -> str:
                      "without costs</h3>")  # fmt: skip
         parts.append(table(rows, ("", "Annual return", "Volatility", "Sharpe", "Max drawdown",
                                   "Cumulative")))  # fmt: skip
-    if page.equity_png:
-        parts.append(img("Growth of 1 and drawdowns", page.equity_png))
+    parts.append(page.equity_chart)
 
     parts.append("<h2 id='returns'>Returns</h2><h3>Monthly returns</h3>")
     parts.append(monthly_table(page.returns))
-    parts.extend(img(t, d) for t, d in page.rolling_pngs)
+    if page.rolling_chart:
+        parts.append("<h3>Rolling Sharpe ratio and volatility</h3>" + page.rolling_chart)
 
     parts.append("<h2 id='exposure'>Exposure</h2>")
     if page.exposure_png:
@@ -217,6 +224,9 @@ def render(page: Page) -> str:
     )
 
     parts.append("<h2 id='trades'>Trades</h2>")
+    if page.price_charts:
+        parts.append("<h3>Price, fills and predictions</h3>")
+        parts.extend(page.price_charts)
     parts.extend(_trades(page))
 
     parts.append("<h2 id='model'>Model diagnostics</h2>")
@@ -237,7 +247,8 @@ def render(page: Page) -> str:
     parts.append(f"<pre>{html.escape(page.config_toml)}</pre>")
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     libs = ", ".join(f"{html.escape(k)} {html.escape(v)}" for k, v in page.versions.items())
-    parts.append(f"<footer>Generated {made} by kerastrader. {libs}</footer>")
+    charts = f" Charts: {html.escape(bundle_name())}, inlined." if has_charts else ""
+    parts.append(f"<footer>Generated {made} by kerastrader. {libs}.{charts}</footer>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastrader.errors import KerastraderError
+from kerastrader.reports import charts
 from kerastrader.reports.html import CSS
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,9 @@ def render(root: Path) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(st.get('title', 'Study'))}</title>",
-        f"<style>{CSS}{STUDY_CSS}</style></head><body><main>",
+        f"<style>{CSS}{STUDY_CSS}</style>",
+        charts.plotly_script(),
+        "</head><body><main>",
         f"<h1>{html.escape(st.get('title', ''))}</h1>",
         f"<p class='sub'>{html.escape(st.get('source', ''))}</p>",
         f"<p>{html.escape(st.get('summary', ''))}</p>",
@@ -287,6 +290,8 @@ def render(root: Path) -> str:
         f"{''.join(rows)}</tbody></table>"
     )
 
+    parts.extend(_equity_chart(root, runs, main))
+
     groups: dict[str, list[_Run]] = {}
     for run in runs.values():
         if run.study["role"] in ("mistake", "variant"):
@@ -314,6 +319,40 @@ def render(root: Path) -> str:
     )
     parts.append("</main></body></html>")
     return "".join(parts)
+
+
+def _equity_chart(root: Path, runs: dict[str, _Run], main: list[_Run | None]) -> list[str]:
+    """Every run's backtest as growth of 1 and drawdown, read from its returns.csv; the
+    faithful and honest runs and the honest run's benchmark drawn, the others a click away."""
+    import pandas as pd
+
+    curves: dict[str, pd.Series] = {}
+    benchmark = None
+    for run in runs.values():
+        path = root / run.name / "returns.csv"
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path, index_col="date")
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True, format="ISO8601"))
+        if len(frame) < 2:
+            continue
+        label = run.study["label"]
+        curves[label if label not in curves else f"{label} ({run.name})"] = frame["strategy"]
+        if run is main[1] or (benchmark is None and "benchmark" in frame):
+            benchmark = frame["benchmark"].astype(float)
+    if not curves:
+        return []
+    if benchmark is not None:
+        curves["Benchmark (honest run's)"] = benchmark
+    shown = {r.study["label"] for r in main if r is not None} | {"Benchmark (honest run's)"}
+    fig = charts.curves_chart(curves, "Backtests: growth of 1 and drawdowns", shown=shown)
+    return [
+        "<h2>Backtests</h2>",
+        charts.chart_block(
+            fig, "chart-study-equity", "Each run's kerastrader backtest from its returns.csv "
+            "(next-open fills, the run's costs); click a legend entry to show or hide a run",
+        ),
+    ]  # fmt: skip
 
 
 def write_page(root: str | Path) -> Path:
