@@ -93,6 +93,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if data_path and not Path(data_path).is_absolute():
             # A path in a config file is relative to that file, wherever the command runs.
             cfg["data"]["path"] = str((path.parent / data_path).resolve())
+        text_path = user.get("text", {}).get("path")
+        if text_path and not Path(text_path).is_absolute():  # like data.path: beside the file
+            cfg["text"]["path"] = str((path.parent / text_path).resolve())
         custom = user.get("model", {}).get("custom", "")
         file_part, _, function = custom.partition(":")
         if file_part.endswith((".keras", ".py")) and not Path(file_part).is_absolute():
@@ -112,7 +115,9 @@ def validate(cfg: Config) -> None:
     choices = {
         ("data", "missing"): ("error", "ffill", "interpolate", "drop"),
         ("label", "kind"): ("direction", "three_class", "regression"),
-        ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer", "custom"),
+        ("model", "kind"): ("lstm", "gru", "dense", "cnn", "transformer", "custom", "cnn2d"),
+        ("model", "input"): ("window", "image"),
+        ("model", "pooling"): ("max", "average"),
         ("model", "autoencoder"): ("", "bottleneck", "error", "both"),
         ("selection", "method"): ("", "boruta", "permutation"),
         ("tuning", "algorithm"): ("", "random", "hyperband", "bayesian"),
@@ -127,6 +132,7 @@ def validate(cfg: Config) -> None:
         ("portfolio", "rebalance"): ("bar", "daily", "weekly", "monthly"),
         ("data", "returns"): ("total", "price"),
         ("training", "monitor"): ("val_loss", "loss"),
+        ("training", "pipeline"): ("arrays", "tf.data"),
         ("tuning", "validation"): ("validation", "training"),
         ("broker", "commission_scheme"): ("percent", "per_share", "ibkr_fixed", "ibkr_tiered"),
         ("paper", "sec_type"): ("STK", "FUT", "CASH"),
@@ -142,6 +148,7 @@ def validate(cfg: Config) -> None:
         ("model", "window"),
         ("training", "epochs"),
         ("training", "batch_size"),
+        ("training", "steps_per_execution"),
         ("label", "horizon"),
         ("tuning", "max_trials"),
         ("tuning", "epochs"),
@@ -151,6 +158,11 @@ def validate(cfg: Config) -> None:
         ("walkforward", "workers"),
         ("tuning", "workers"),
         ("sweep", "cpus_per_job"),
+        ("text", "vocabulary"),
+        ("text", "tokens"),
+        ("text", "items"),
+        ("text", "embedding"),
+        ("text", "heads"),
     ]
     for section, key in positive:
         if cfg[section][key] < 1:
@@ -227,6 +239,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("strategy.target_percent must be in (0, 1]")
     if cfg["broker"]["cash"] <= 0:
         raise ConfigError("broker.cash must be positive")
+    from kerastrader.models.images import check_config as check_images
+
+    check_images(cfg)  # model.input = "image" with cnn2d, and the [image] table
 
 
 def dump_config(cfg: Config) -> str:

@@ -96,12 +96,13 @@ def generate(
     return bars, items
 
 
-def write_corpus(folder: str | Path, days: int = 800, seed: int = 0) -> dict[str, Path]:
-    """Write ``bars.csv``, ``news_related.csv`` and ``news_control.csv`` into ``folder``."""
+def write_corpus(folder: str | Path, days: int = 800, seed: int = 0, **options) -> dict[str, Path]:
+    """Write ``bars.csv``, ``news_related.csv`` and ``news_control.csv`` into ``folder``
+    (``options``: :func:`generate`'s)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    bars, related = generate(days, seed=seed, related=True)
-    _, control = generate(days, seed=seed, related=False)
+    bars, related = generate(days, seed=seed, related=True, **options)
+    _, control = generate(days, seed=seed, related=False, **options)
     out = {"bars": folder / "bars.csv", "related": folder / "news_related.csv",
            "control": folder / "news_control.csv"}  # fmt: skip
     frame = bars.rename(columns=str.capitalize)

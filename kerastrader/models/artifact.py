@@ -77,11 +77,16 @@ class Artifact:
     onnx_bytes: bytes | None = field(default=None, repr=False)
     # The compiled predictors, shared by every Artifact loaded from the same files.
     compiled: Compiled = field(default_factory=Compiled, repr=False, compare=False)
+    # The items a text model reads ([text]; kerastrader.feeds.text.TextSource): bound by the
+    # runner before first use; None reads the items the model was trained with.
+    text: Any = field(default=None, repr=False, compare=False)
 
     @cached_property
     def feature_set(self) -> FeatureSet:
+        from kerastrader.models.text_features import bound_feature_set
+
         f = self.metadata["features"]
-        return FeatureSet(f["names"], memory=f["memory"])
+        return bound_feature_set(FeatureSet(f["names"], memory=f["memory"]), f, self.text)
 
     @cached_property
     def scaler(self) -> FittedScaler:
@@ -93,7 +98,24 @@ class Artifact:
 
     @property
     def n_features(self) -> int:
-        return len(self.metadata["features"]["names"])
+        names = len(self.metadata["features"]["names"])
+        return names + len(self.metadata["features"].get("text", {}).get("columns", []))
+
+    @cached_property
+    def image(self):
+        """How windows become images (:class:`~kerastrader.models.images.ImageSpec`), or
+        None for a model that reads the scaled feature window itself."""
+        if "image" not in self.metadata:
+            return None
+        from kerastrader.models.images import ImageSpec
+
+        return ImageSpec.from_dict(self.metadata["image"])
+
+    @property
+    def input_dims(self) -> tuple[int, int]:
+        """The model's input per sample: (window, n_features), or an image model's
+        (rows, columns x channels)."""
+        return self.image.input_dims if self.image is not None else (self.window, self.n_features)
 
     @property
     def warmup(self) -> int:
@@ -114,8 +136,7 @@ class Artifact:
         if self.compiled.batch is None:
             self.compiled.batch = BatchPredictor(
                 self.model,
-                self.window,
-                self.n_features,
+                *self.input_dims,
                 score=self.head.score,
                 onnx_bytes=lambda: self.onnx_bytes,
             )
@@ -128,11 +149,10 @@ class Artifact:
 
         if backend not in self.compiled.steps:
             if backend == "onnx" and self.onnx_bytes is None:
-                self.onnx_bytes = export_onnx(self.model, self.window, self.n_features)
+                self.onnx_bytes = export_onnx(self.model, *self.input_dims)
             self.compiled.steps[backend] = StepPredictor(
                 self.model,
-                self.window,
-                self.n_features,
+                *self.input_dims,
                 onnx_bytes=self.onnx_bytes,
                 backend=backend,
                 score=self.head.score,
@@ -184,7 +204,7 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     try:
         artifact.model.save(tmp / MODEL_FILE)
         if artifact.onnx_bytes is None:
-            artifact.onnx_bytes = export_onnx(artifact.model, artifact.window, artifact.n_features)
+            artifact.onnx_bytes = export_onnx(artifact.model, *artifact.input_dims)
         (tmp / ONNX_FILE).write_bytes(artifact.onnx_bytes)
         meta = dict(artifact.metadata)
         meta["format_version"] = FORMAT_VERSION
@@ -250,6 +270,8 @@ def load_artifact(path: str | Path, *, cache: bool = True) -> Artifact:
     onnx = onnx_file.read_bytes() if onnx_file.is_file() else None
     key = content_key(path, (meta_bytes, model_bytes, onnx))
     cached = MODELS.get(key) if cache else None
+    if meta["features"].get("text"):
+        import kerastrader.models.text_encoder  # noqa: F401  (registers the encoder's layers)
     if cached is not None:
         log.debug("%s: model from the process cache (same files)", path)
         model = cached.model
@@ -259,12 +281,14 @@ def load_artifact(path: str | Path, *, cache: bool = True) -> Artifact:
         except Exception as exc:  # Keras raises many kinds for a bad file
             raise ModelMismatchError(f"{model_file}: cannot be loaded by Keras ({exc})") from None
     artifact = Artifact(model=model, metadata=meta, path=path)
-    expected = (None, artifact.window, artifact.n_features)
+    expected = (None, *artifact.input_dims)
     got = tuple(model.input_shape)
     if got != expected:
+        what = f"window {artifact.window} and {artifact.n_features} features"
+        if artifact.image is not None:
+            what = f"{artifact.image.kind} image {artifact.image.shape}"
         raise ModelMismatchError(
-            f"{path}: model input shape {got} does not fit the metadata's window "
-            f"{artifact.window} and {artifact.n_features} features {expected}"
+            f"{path}: model input shape {got} does not fit the metadata's {what} {expected}"
         )
     if len(artifact.scaler.mean) != artifact.n_features:
         raise ModelMismatchError(

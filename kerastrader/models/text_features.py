@@ -259,3 +259,22 @@ def bound_feature_set(base: FeatureSet, features: dict[str, Any], source: TextSo
 
         source = cached_source(**spec["source"])
     return TextFeatureSet(base, spec, source)
+
+
+def bind_text(models: Any, cfg: dict[str, Any], *, watch: bool = False) -> None:
+    """Point a run's text models at the run's ``[text]`` items (``watch``: a live session's
+    file or folder, re-read when it changes, so new items enter at the next bar). ``models``
+    is an artifact, a walk-forward model or a mapping of either; models without text and
+    configs without ``[text]`` are left as they are."""
+    if not cfg["text"]["path"]:
+        return
+    from kerastrader.feeds.text import source_from_config
+
+    source = source_from_config(cfg, watch=watch)
+    items = models.values() if isinstance(models, dict) else [models]
+    for model in items:
+        arts = [a for _, a in model.schedule()] if hasattr(model, "schedule") else [model]
+        for art in arts:
+            if art.metadata.get("features", {}).get("text"):
+                art.text = source
+                art.__dict__.pop("feature_set", None)  # built again around the new source

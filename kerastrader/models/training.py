@@ -27,7 +27,10 @@ from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.artifact import Artifact, library_versions
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
+from kerastrader.models.images import image_spec, model_inputs
 from kerastrader.models.scaler import FittedScaler
+from kerastrader.models.text_encoder import text_front, text_scaler
+from kerastrader.models.text_features import with_text
 from kerastrader.models.windows import make_windows, window_ends
 
 log = logging.getLogger(__name__)
@@ -160,7 +163,7 @@ def verify_onnx(artifact: Artifact, windows: np.ndarray, expected: np.ndarray) -
 
     from kerastrader.models.inference import export_onnx
 
-    artifact.onnx_bytes = export_onnx(artifact.model, artifact.window, artifact.n_features)
+    artifact.onnx_bytes = export_onnx(artifact.model, *artifact.input_dims)
     from kerastrader.runs.budget import onnx_session_options
 
     session = ort.InferenceSession(
@@ -226,12 +229,15 @@ class _Prepared:
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     age: np.ndarray  # bars between each training sample and its symbol's last training sample
+    image: Any = None  # model.input = "image": the ImageSpec that rendered x
 
 
 def _prepare(
     universe: dict[str, pd.DataFrame], names: list[str], cfg: Config, head: Head
 ) -> _Prepared:
+    # [text]: the numeric features plus each bar's text columns (models/text_features.py)
     feature_set = FeatureSet(names, memory=cfg["features"]["memory"])
+    feature_set = with_text(feature_set, cfg, universe, head)
     window = int(cfg["model"]["window"])
     clock = ExchangeClock.from_config(cfg["data"])
     datasets = {
@@ -246,14 +252,17 @@ def _prepare(
             ]
         )
     )
+    scaler = text_scaler(scaler, feature_set)  # token id columns stay ids
     scaled = {sym: scaler.transform(d.features) for sym, d in datasets.items()}
+    image = image_spec(cfg, feature_set.names)  # None: the model reads the windows
     x, y = {}, {}
     age = np.empty(0)
     for split in SPLITS:
         xs, ys, when, ages = [], [], [], []
         for sym, d in datasets.items():
             idx = d.ends[split]
-            xs.append(make_windows(scaled[sym], idx, window))
+            w = make_windows(scaled[sym], idx, window)
+            xs.append(model_inputs(image, w, universe[sym], idx))  # images: rendered here
             ys.append(d.labels[idx].astype(np.float32))
             when.append(d.dates[idx].asi8)
             ages.append(d.ends["train"][-1] - idx)
@@ -261,7 +270,7 @@ def _prepare(
         x[split], y[split] = np.concatenate(xs)[order], np.concatenate(ys)[order]
         if split == "train":
             age = np.concatenate(ages)[order]
-    return _Prepared(feature_set, datasets, scaler, x, y, age)
+    return _Prepared(feature_set, datasets, scaler, x, y, age, image)
 
 
 def _select(
@@ -344,6 +353,8 @@ class _ModelBuilder:
             target_mean=self.mean,
             target_std=self.std,
             front=self.front,
+            pool=int(m.get("pool", 2)),
+            pooling=str(m.get("pooling", "max")),
         )
 
 
@@ -356,6 +367,32 @@ class _WithValues:
 
     def __call__(self, values: dict[str, Any]) -> Any:
         return self.build({**self.model, **values})
+
+
+def _speed_options(model: Any, t: dict[str, Any]) -> None:
+    """training.jit_compile (XLA) and training.steps_per_execution on the compiled model;
+    false leaves Keras' "auto" (no XLA on a machine without a GPU). bench_training.py
+    measures each with the validation loss it reaches."""
+    if t.get("jit_compile", False):
+        model.jit_compile = True
+    model.steps_per_execution = int(t.get("steps_per_execution", 1))
+
+
+def _fit_inputs(t: dict[str, Any], x, y, weights, x_val, y_val) -> dict[str, Any]:
+    """What ``model.fit`` reads: the arrays (Keras batches them itself), or with
+    training.pipeline = "tf.data" batched and prefetched ``tf.data`` pipelines over the same
+    arrays in the same order (no shuffling across time either way)."""
+    batch = int(t["batch_size"])
+    if t.get("pipeline", "arrays") != "tf.data":
+        return {"x": x, "y": y, "batch_size": batch, "sample_weight": weights,
+                "validation_data": (x_val, y_val)}  # fmt: skip
+    import tensorflow as tf
+
+    def pipeline(*parts):
+        parts = tuple(tuple(p) if isinstance(p, list) else p for p in parts if p is not None)
+        return tf.data.Dataset.from_tensor_slices(parts).batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    return {"x": pipeline(x, y, weights), "validation_data": pipeline(x_val, y_val)}
 
 
 def _callbacks(t: dict[str, Any], workdir: Path | None) -> list:
@@ -462,6 +499,7 @@ def train(
             validation_rows=np.concatenate(val_rows),
         )
         front = autoencoder.front()
+    front = text_front(feature_set, window, front)  # text.encoder: the attention encoder
 
     weights = None
     sample_weight = recency_weights(prep.age, float(t["recency_halflife"]))
@@ -471,7 +509,12 @@ def train(
     if not t["class_weights"] and t["recency_halflife"] <= 0:
         sample_weight = None
 
-    build = _builder(cfg, window, len(feature_set), head, y_train, front)
+    dims = (window, len(feature_set))
+    if prep.image is not None:  # the flattened image in, reshaped by the model's front
+        from kerastrader.models.cnn2d import ImageFront
+
+        dims, front = prep.image.input_dims, ImageFront(prep.image.shape)
+    build = _builder(cfg, *dims, head, y_train, front)
     tuning = None
     tn = cfg["tuning"]
     if tn["algorithm"]:
@@ -510,14 +553,11 @@ def train(
         seed_everything(int(t["seed"]))
 
     model = build(m)
+    _speed_options(model, t)
     history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
+        **_fit_inputs(t, x_train, y_train, sample_weight, x_val, y_val),
         epochs=int(t["epochs"]),
-        batch_size=int(t["batch_size"]),
         shuffle=False,  # no shuffling across time
-        sample_weight=sample_weight,
         callbacks=_callbacks(t, workdir) + list(callbacks or []),
         verbose=0,
     )
@@ -546,6 +586,9 @@ def train(
             "best_epoch": int(np.argmin(losses)) + 1,
             "best_val_loss": float(np.min(losses)),
             "batch_size": int(t["batch_size"]),
+            "jit_compile": bool(t.get("jit_compile", False)),
+            "pipeline": str(t.get("pipeline", "arrays")),
+            "steps_per_execution": int(t.get("steps_per_execution", 1)),
             "class_weights": weights,
             "recency_halflife": float(t["recency_halflife"]),
             "reduce_lr_patience": int(t["reduce_lr_patience"]),
@@ -564,6 +607,8 @@ def train(
         "data": data_info,
         "versions": library_versions(),
     }
+    if prep.image is not None:  # the rendering settings travel with the model
+        artifact.metadata["image"] = prep.image.to_dict()
     if selection:
         artifact.metadata["selection"] = selection
     if autoencoder:
