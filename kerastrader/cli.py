@@ -145,12 +145,10 @@ EXIT_LEAK = 3
 
 
 def run_paper_command(args: argparse.Namespace) -> int:
-    """Paper trading through IB (or the simulated gateway with --simulate --data FILE)."""
+    """Paper trading through IB (or the simulated gateway with --simulate [--data FILE])."""
     from kerastrader.config import load_config
 
     cfg = load_config(args.config, list(args.overrides))
-    if args.simulate and not args.data:
-        raise KerastraderError("paper --simulate needs --data FILE: the bars to replay")
 
     def confirm(account: str) -> bool:
         from kerastrader.brokers.safety import confirm_live
@@ -169,7 +167,7 @@ def run_paper_command(args: argparse.Namespace) -> int:
         cfg,
         out,
         model_dir=args.model,
-        simulate=args.data if args.simulate else None,
+        simulate=(args.data or True) if args.simulate else None,
         host=args.host,
         port=args.port,
         client_id=args.client_id,
@@ -337,7 +335,10 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
     paper.add_argument("--port", type=int, help="API port (default: paper.port, 4002)")
     paper.add_argument("--client-id", type=int, help="API client id (default: paper.client_id)")
     paper.add_argument(
-        "--simulate", action="store_true", help="replay --data through the simulated gateway"
+        "--simulate",
+        action="store_true",
+        help="replay --data (default: the config's own bars, every instrument) through the "
+        "simulated gateway",
     )
     paper.add_argument("--data", help="with --simulate: the bar file to replay")
     paper.add_argument(

@@ -14,7 +14,6 @@ import pandas as pd
 
 from kerastrader.brokers.costs import configure_broker, round_trip_cost
 from kerastrader.config import Config, dump_config
-from kerastrader.errors import ConfigError
 from kerastrader.feeds.actions import total_return_close
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.sessions import ExchangeClock
@@ -26,7 +25,7 @@ from kerastrader.reports.writer import write_run_files
 from kerastrader.runs.assembly import assemble
 from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns, benchmark_spec
 from kerastrader.runs.files import write_predictions, write_targets
-from kerastrader.runs.models import model_for
+from kerastrader.runs.models import book_models
 from kerastrader.runs.universe import backtest_period, intraday_bars, load_universe
 
 log = logging.getLogger(__name__)
@@ -89,20 +88,7 @@ def run_experiment(
         data_info["last"],
     )
 
-    per_instrument = multi and cfg["portfolio"]["models"] == "per_instrument"
-    unknown = sorted(set(cfg["portfolio"]["weights"]) - set(symbols))
-    if unknown:
-        raise ConfigError(f"portfolio.weights: {', '.join(unknown)} not among the symbols "
-                          f"({', '.join(symbols)})")  # fmt: skip
-    if cfg["portfolio"]["allocation"] == "strategic" and not cfg["portfolio"]["weights"]:
-        raise ConfigError("portfolio.allocation = 'strategic' needs portfolio.weights")
-    if per_instrument:
-        models = {sym: model_for(cfg, {sym: universe[sym]}, data_info, out_dir, model_dir, sym)
-                  for sym in symbols}  # fmt: skip
-        artifact = models[symbols[0]]
-    else:
-        artifact = model_for(cfg, universe, data_info, out_dir, model_dir, None)
-        models = {sym: artifact for sym in symbols}
+    models, artifact, per_instrument = book_models(cfg, universe, data_info, out_dir, model_dir)
     head = artifact.head
 
     periods = {s: backtest_period(universe[s], cfg, models[s], s) for s in symbols}

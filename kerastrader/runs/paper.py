@@ -2,9 +2,13 @@
 
 The same Cerebro assembly (:func:`kerastrader.runs.assembly.assemble`) as a backtest, with the
 same :class:`ModelStrategy`, settings, model, clock and analyzer; only the data feed
-(:class:`IBData`) and the broker (:class:`IBBroker`) differ. With ``simulate`` the session
-starts the simulated gateway on loopback with the given bar file (history before the model's
-test period, real-time replay from it), so a session can be rehearsed without an IB login and
+(:class:`IBData`, one per instrument, each with its own contract) and the broker
+(:class:`IBBroker`) differ. A book of several instruments is one session: their feeds hand
+the strategy aligned bars (:class:`~kerastrader.brokers.ib.bargroup.BarGroup`), the shared
+model makes one batched call per bar, and the strategy decides once per bar, as in the
+backtest. With ``simulate`` the session starts the simulated gateway on loopback with the
+config's own bars (``simulate=True``) or one bar file (history before the model's test
+period, real-time replay from it), so a session can be rehearsed without an IB login and
 compared file by file with a backtest of the same bars. A session writes the backtest's run
 files (from the same analyzer) plus ``journal.sqlite``.
 """
@@ -25,7 +29,7 @@ import pandas as pd
 from kerastrader.config import Config, dump_config
 from kerastrader.errors import ConfigError, KerastraderError
 from kerastrader.runs.assembly import assemble
-from kerastrader.runs.files import write_predictions
+from kerastrader.runs.files import write_predictions, write_targets
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +84,51 @@ class _Status(bt.Analyzer):
         )
 
 
+def session_symbols(cfg: Config, trained_on: dict[str, pd.DataFrame] | None) -> list[str]:
+    """The instruments a live session trades: those its model was just trained on, else the
+    config's ``data.symbols`` (or ``data.symbol``)."""
+    if trained_on is not None:
+        return list(trained_on)
+    wanted = list(cfg["data"]["symbols"])
+    if wanted == ["*"]:
+        raise ConfigError("a paper session with --model trades the instruments it is told: "
+                          "name them in data.symbols (not '*')")  # fmt: skip
+    return wanted or [cfg["data"]["symbol"]]
+
+
+def session_bars(
+    cfg: Config, simulate: str | Path | bool | None, where: str, *, training: bool
+) -> tuple[dict[str, pd.DataFrame] | None, dict[str, Any], dict[str, pd.DataFrame] | None,
+           dict[str, Any]]:  # fmt: skip
+    """(bars to replay by symbol, or None live; the session's data description; bars to
+    train on, or None with a model given; their description).
+
+    ``simulate=True`` replays the config's own universe (every instrument of the book), a
+    path replays that one file as ``data.symbol``."""
+    from kerastrader.feeds.frames import load_any
+    from kerastrader.runs.universe import load_universe
+
+    if simulate is True:
+        universe, info = load_universe(cfg)
+        return universe, info, universe, info
+    trained_on, train_info = load_universe(cfg) if training else (None, {})
+    if simulate is None:
+        symbols = session_symbols(cfg, trained_on)
+        info = {"path": where, "symbol": symbols[0] if len(symbols) == 1 else None,
+                "symbols": symbols}  # fmt: skip
+        return None, info, trained_on, train_info or info
+    symbol = cfg["data"]["symbol"]
+    bars = load_any(str(simulate), symbol=symbol)
+    info = {"path": str(simulate), "sha256": bars.attrs.get("sha256"), "symbol": symbol}
+    return {symbol: bars}, info, trained_on, train_info or info
+
+
 def run_paper(
     cfg: Config,
     out_dir: str | Path,
     *,
     model_dir: str | Path | None = None,
-    simulate: str | Path | None = None,
+    simulate: str | Path | bool | None = None,
     host: str | None = None,
     port: int | None = None,
     client_id: int | None = None,
@@ -113,47 +156,52 @@ def run_paper(
     bars refused) writes its files and then raises :class:`SessionEnded` saying why.
     """
     from kerastrader.brokers.costs import make_commission
+    from kerastrader.brokers.ib.bargroup import BarGroup
     from kerastrader.brokers.ib.broker import IBBroker
     from kerastrader.brokers.ib.contracts import contract_for
     from kerastrader.brokers.ib.feed import IBData
     from kerastrader.brokers.ib.store import IBStore
     from kerastrader.brokers.journal import Journal
     from kerastrader.brokers.safety import Limits
-    from kerastrader.feeds.frames import load_any
-    from kerastrader.runs.models import model_for
-    from kerastrader.runs.universe import backtest_period, load_universe
+    from kerastrader.models.text_features import bind_text
+    from kerastrader.runs.models import book_models
+    from kerastrader.runs.universe import backtest_period
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = cfg["paper"]
-    symbol = cfg["data"]["symbol"]
-    gateway = None
-    bars = None
-    if simulate is not None:
-        bars = load_any(str(simulate), symbol=symbol)
-        data_info = {"path": str(simulate), "sha256": bars.attrs.get("sha256"), "symbol": symbol}
-    if simulate is None:
-        data_info = {"path": f"IB {host or p['host']}:{port or p['port']}", "symbol": symbol}
-    if model_dir is not None:
-        from kerastrader.models.walkforward import load_model
-
-        artifact = load_model(model_dir)
-    else:
-        universe, data_info = load_universe(cfg)
-        artifact = model_for(cfg, universe, data_info, out_dir, None, None)
+    where = f"IB {host or p['host']}:{port or p['port']}"
+    replay, data_info, trained_on, train_info = session_bars(
+        cfg, simulate, where, training=model_dir is None
+    )
+    symbols = list(replay) if replay is not None else session_symbols(cfg, trained_on)
+    models, artifact, per_instrument = book_models(
+        cfg, trained_on or dict.fromkeys(symbols), train_info, out_dir, model_dir
+    )
+    if not per_instrument:
+        models = dict.fromkeys(symbols, artifact)
+    bind_text(models, cfg, watch=True)  # [text]: new items in the watched files enter next bar
     end_event = threading.Event()
-    if simulate is not None:
+    gateway = None
+    bars_index = None
+    if replay is not None:
         from kerastrader.brokers.ib.simulator import SimulatedGateway
 
-        first, _, _ = backtest_period(bars, cfg, artifact, symbol)
+        # Every instrument replays from its first test bar; the bars before it are history
+        # (the same number for each, so one replay clock starts them together).
+        periods = {s: backtest_period(b, cfg, models[s], s) for s, b in replay.items()}
+        history = min(first for first, _, _ in periods.values())
+        replay = {s: b.iloc[periods[s][0] - history : periods[s][1] + 1]
+                  for s, b in replay.items()}  # fmt: skip
         gateway = SimulatedGateway(
-            {symbol: bars}, history=first, broker=cfg["broker"], faults=faults,
+            replay, history=history, broker=cfg["broker"], faults=faults,
             lockstep=speed == 0, speed=speed, cash=cfg["broker"]["cash"],
         )  # fmt: skip
         host, port = gateway.start()
         end_event = gateway.finished
-        trade_start = bars.index[first].to_pydatetime()
-        spacing = pd.Series(bars.index).diff().median()
+        trade_start = min(b.index[history] for b in replay.values()).to_pydatetime()
+        bars_index = replay[symbols[0]].index
+        spacing = pd.Series(bars_index).diff().median()
         bar_seconds = int(spacing.total_seconds()) if pd.notna(spacing) else 86_400
     else:
         host = host or p["host"]
@@ -176,20 +224,28 @@ def run_paper(
         if confirm is None or not confirm(store.account):
             store.stop()
             raise LiveTradingRefused(f"live trading on {store.account} was not confirmed")
+    replayed = str(data_info["path"]) if simulate is not None else ""
     journal.record_session(mode="dry-run" if dry_run else "paper", account=store.account,
-                           host=host, port=int(port), simulate=str(simulate or ""))  # fmt: skip
+                           host=host, port=int(port), simulate=replayed)  # fmt: skip
     try:
         # The strategy's bars: the file's own with the happy-path simulator (one file bar per
         # real-time bar); live, the model's timeframe, built from the 5-second bars.
         size = bar_seconds if simulate is not None else model_bar_seconds(p, artifact)
         timeframe = bt.TimeFrame.Days if size >= 86_400 else bt.TimeFrame.Minutes
         compression = 1 if size >= 86_400 else max(size // 60, 1)
-        data = IBData(store=store, contract=contract_for(p, symbol, store.mod),
-                      warmup=artifact.warmup + 5, bar_seconds=bar_seconds, end=end_event,
-                      journal=journal, timeframe=timeframe, compression=compression,
-                      idle_exit=p["stop_after_idle"], name=symbol)  # fmt: skip
+        # One feed per instrument, each with its own contract; with several, a BarGroup hands
+        # their bars to the strategy together (one decision per bar on aligned bars).
+        group = BarGroup(p["align_seconds"]) if len(symbols) > 1 else None
+        warmup = max(m.warmup for m in models.values()) + 5
+        feeds = [
+            (sym, IBData(store=store, contract=contract_for(p, sym, store.mod), warmup=warmup,
+                         bar_seconds=bar_seconds, end=end_event, journal=journal,
+                         timeframe=timeframe, compression=compression, group=group,
+                         idle_exit=p["stop_after_idle"], name=sym))
+            for sym in symbols
+        ]  # fmt: skip
         broker = IBBroker(store=store, journal=journal, dry_run=dry_run,
-                          datas=[data],
+                          datas=[d for _, d in feeds],
                           cash=cfg["broker"]["cash"],
                           capital=None if simulate is not None else float(p["capital"]),
                           adopt_positions=bool(p["adopt_positions"] if adopt_positions is None
@@ -201,12 +257,12 @@ def run_paper(
         # cost broker: same strategy, settings, model, clock and analyzer.
         cerebro = assemble(
             cfg,
-            feeds=[(symbol, data)],
+            feeds=feeds,
             install_broker=lambda c: c.setbroker(broker),
-            model=artifact,
+            model=models if per_instrument else artifact,
             head=artifact.head,
             trade_start=trade_start,
-            bars_index=bars.index if bars is not None else None,
+            bars_index=bars_index,
             runonce=False,
         )
         # The status line every bar; a fast simulated replay keeps it to the debug log.
@@ -227,7 +283,7 @@ def run_paper(
             for orders in strategy.pending + strategy.children:
                 for o in orders:
                     broker.cancel(o)
-        metrics = _write_files(cfg, out_dir, strategy, artifact, symbol, data_info,
+        metrics = _write_files(cfg, out_dir, strategy, artifact, symbols, data_info,
                                trade_start)  # fmt: skip
     finally:
         store.stop()
@@ -239,9 +295,9 @@ def run_paper(
     return PaperResult(out_dir, metrics, out_dir / "journal.sqlite", store.reconnects)
 
 
-def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_start):
+def _write_files(cfg, out_dir, strategy, artifact, symbols, data_info, trade_start):
     from kerastrader.reports.writer import write_run_files
-    from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns
+    from kerastrader.runs.benchmark import BenchmarkSpec, benchmark_returns, benchmark_spec
 
     analysis = strategy.analyzers.portfolio.get_analysis()
     journal = strategy.broker.journal
@@ -253,24 +309,30 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
     returns = returns[returns.index >= start]
     positions = positions[positions.index >= start]
     transactions = transactions[transactions.index >= start]
-    data = strategy.data
-    n = len(data)
-    times = [bt.num2date(x) for x in data.datetime.get(size=n)]
-    index = pd.DatetimeIndex(times)
-    pred, _ = strategy.predictions_by_bar(0, n)
-    # A stop (Ctrl-C) can leave a bar loaded that the indicator has not seen yet.
-    m = min(len(pred), len(index))
-    predictions = {symbol: pd.Series(pred[:m], index=index[:m], name="prediction")}
+    predictions = {}
+    for i, (sym, data) in enumerate(zip(symbols, strategy.datas, strict=True)):
+        n = len(data)
+        index = pd.DatetimeIndex([bt.num2date(x) for x in data.datetime.get(size=n)])
+        pred, _ = strategy.predictions_by_bar(i, n)
+        # A stop (Ctrl-C) can leave a bar loaded that the indicator has not seen yet.
+        m = min(len(pred), len(index))
+        predictions[sym] = pd.Series(pred[:m], index=index[:m], name="prediction")
     write_predictions(out_dir / "predictions.csv", predictions)
-    # Buy and hold over every bar the session saw, across restarts: the journal's bars.
-    seen = journal.bars(symbol)
-    closes = seen[["open", "close"]].copy()
-    closes.index = closes.index.tz_localize(None) if closes.index.tz else closes.index
-    first = int(closes.index.searchsorted(pd.Timestamp(trade_start)))
-    last = len(closes) - 1
-    spec = BenchmarkSpec({symbol: 1.0}, "never", "price")  # IB pays dividends in the account
-    bench = benchmark_returns({symbol: closes}, spec, closes.index[min(first, last)],
-                              closes.index[last])  # fmt: skip
+    write_targets(out_dir / "targets.csv", symbols, strategy.decisions)
+    # The book's own benchmark over every bar the session saw, across restarts (the
+    # journal's bars), in price terms: IB pays dividends into the account as cash.
+    seen = {}
+    for sym in symbols:
+        bars = journal.bars(sym)[["open", "close"]].copy()
+        bars.index = bars.index.tz_localize(None) if bars.index.tz else bars.index
+        seen[sym] = bars
+    first_bar = min(b.index[min(int(b.index.searchsorted(pd.Timestamp(trade_start))),
+                                len(b) - 1)] for b in seen.values())  # fmt: skip
+    last_bar = max(b.index[-1] for b in seen.values())
+    configured = benchmark_spec(cfg, symbols)
+    spec = BenchmarkSpec(configured.weights, configured.rebalance, "price", configured.costs)
+    bench = benchmark_returns(seen, spec, first_bar, last_bar, broker=cfg["broker"])
+    title = symbols[0] if len(symbols) == 1 else f"{len(symbols)} symbols"
     return write_run_files(
         out_dir,
         returns=returns,
@@ -283,14 +345,17 @@ def _write_files(cfg, out_dir, strategy, artifact, symbol, data_info, trade_star
         y_true=None,
         y_prob=None,
         config_toml=dump_config(cfg),
-        title=cfg["report"]["title"] or f"{symbol} paper session",
-        symbol=symbol,
+        title=cfg["report"]["title"] or f"{title} paper session",
+        symbol=", ".join(symbols),
         figures=cfg["report"]["figures"],
         extra_run={
             "mode": "paper",
             "capital": capital,
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
+            "symbols": symbols,
+            "benchmark": spec.describe(cfg["broker"]),
+            "rejections": len(strategy.rejections),
             "risk_events": [{"time": t, "symbol": s, "event": w} for t, s, w in strategy.events],
         },  # fmt: skip
         data=data_info,

@@ -26,8 +26,23 @@ from kerastrader.errors import ConfigError
 IDEALPRO_MIN_QUANTITY = 25_000.0
 
 
+CONTRACT_KEYS = ("sec_type", "exchange", "currency", "expiry")
+
+
 def contract_for(paper: dict[str, Any], symbol: str, mod: Any) -> Any:
-    """An ib_async contract from the ``[paper]`` section: stock/ETF, future or forex."""
+    """An ib_async contract from the ``[paper]`` section: stock/ETF, future or forex.
+
+    ``paper.contracts`` may describe one instrument of a book differently (a future among
+    ETFs: ``contracts = { ES = { sec_type = "FUT", expiry = "202703", exchange = "CME" } }``);
+    the section's own keys describe the rest."""
+    own = (paper.get("contracts") or {}).get(symbol, {})
+    if not isinstance(own, dict):
+        raise ConfigError(f"paper.contracts.{symbol} must be a table of {', '.join(CONTRACT_KEYS)}")
+    unknown = sorted(set(own) - set(CONTRACT_KEYS))
+    if unknown:
+        raise ConfigError(f"paper.contracts.{symbol}: unknown key {', '.join(unknown)} "
+                          f"(known: {', '.join(CONTRACT_KEYS)})")  # fmt: skip
+    paper = {**paper, **own}
     kind = paper["sec_type"]
     if kind == "STK":
         return mod.Stock(symbol, paper["exchange"], paper["currency"])

@@ -135,6 +135,7 @@ class IBData(bt.feed.DataBase):
         ("barrier", True),  # tell the (simulated) gateway when a bar is done; one feed does
         ("idle_exit", 0.0),  # > 0: end the feed after this many seconds without a live bar
         ("regular_hours", True),  # useRTH for history and real-time bars, as the training data
+        ("group", None),  # BarGroup: the book's feeds deliver aligned bars, one ack per bar
     )
 
     def islive(self) -> bool:
@@ -165,14 +166,21 @@ class IBData(bt.feed.DataBase):
                  symbol_of(self.contract), len(self._backfill), size, self.what,
                  "regular hours" if self.rth else "with extended hours")  # fmt: skip
         self.last_time = -math.inf  # the time of the last bar handed to Backtrader
-        self.live: queue.Queue = store.subscribe(self._name, self.contract,
-                                                 int(self.p.bar_seconds), what=self.what,
-                                                 use_rth=self.rth)  # fmt: skip
+        self.live: queue.Queue | None = None
+        if self.p.group is None or not store.lockstep:
+            self.subscribe_live()
+        else:  # a lockstep simulated gateway: the book subscribes once every feed has started
+            self.p.group.defer(self)
         self.end_event: threading.Event = self.p.end or threading.Event()
         self.delivered_live = 0
         self._barrier_for = 0
         self._last_arrival = time.monotonic()
         self.arrived = 0.0
+
+    def subscribe_live(self) -> None:
+        """Subscribe to the contract's real-time bars (at start, so no bar is missed)."""
+        self.live = self.p.store.subscribe(self._name, self.contract, int(self.p.bar_seconds),
+                                           what=self.what, use_rth=self.rth)  # fmt: skip
 
     def backfill_after_reconnect(self) -> None:
         """Bars completed while disconnected come from history, then live bars resume."""
@@ -207,13 +215,17 @@ class IBData(bt.feed.DataBase):
         return True
 
     def _load(self) -> bool | None:
+        if self.live is None:
+            self.p.group.subscribe_deferred()
         while self._backfill:
             if self._deliver(self._backfill.popleft()):
                 return True
         store: IBStore = self.p.store
+        group = self.p.group
         if self.p.barrier and self.delivered_live > self._barrier_for:
             self._barrier_for = self.delivered_live
-            store.barrier()  # done with the last bar: the simulator may send the next
+            if group is None or group.acknowledge(self.last_time):
+                store.barrier()  # done with the last bar: the simulator may send the next
         while True:
             if store.fatal is not None:  # the session cannot go on: end it (with its report)
                 log.error("%s: no more bars: %s", self._name, store.fatal)
@@ -227,6 +239,8 @@ class IBData(bt.feed.DataBase):
                 if self.p.idle_exit and idle > self.p.idle_exit:
                     log.info("%s: no bar for %.0f s: ending the session", self._name, idle)
                     return False
+                if group is not None and group.should_wait(self.last_time):
+                    continue  # a peer delivered this round's bar: ours is on its way
                 return None  # no bar yet: Backtrader polls again
             self._last_arrival = time.monotonic()
             completed = self.agg.add(rt)
@@ -234,8 +248,16 @@ class IBData(bt.feed.DataBase):
             if completed and self._deliver(completed[0]):
                 self.arrived = rt.arrived  # when the bar's last piece reached us
                 self.delivered_live += 1
+                if group is not None:
+                    if group.latest > self.last_time:
+                        log.warning("%s: its bar of %s came after the book's next bar; the "
+                                    "book decided without it", self._name,
+                                    dt.datetime.fromtimestamp(self.last_time, dt.UTC))  # fmt: skip
+                    group.delivered(self.last_time)
                 return True
             if completed and self.p.barrier:  # a live bar a backfill delivered already: done
                 self.delivered_live += 1
+                if group is not None:  # acknowledged with the book's, when asked for the next
+                    continue
                 self._barrier_for = self.delivered_live
                 store.barrier()
