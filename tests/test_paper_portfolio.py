@@ -16,11 +16,13 @@ import pandas as pd
 import pytest
 
 from kerastrader.backtest import run_experiment
+from kerastrader.brokers.ib.contracts import contract_for
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.market import Market
 from kerastrader.config import load_config
+from kerastrader.errors import ConfigError
 from kerastrader.runs.paper import run_paper
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, random_walk_bars, shared_file, tiny_config
 
 BOOK = ["SPY", "AGG", "XLE", "XLF"]
 # Half a year of simulated days; price returns, as IB's bars carry no dividends (the account
@@ -130,3 +132,71 @@ def test_the_gateways_positions_are_the_sessions(session):
     positions = pd.read_csv(out / "transactions.csv").groupby("symbol")["amount"].sum()
     for sym in BOOK:
         assert seen["positions"].get(sym, 0.0) == pytest.approx(positions.get(sym, 0.0))
+
+
+# -- always covered (no shared data): a generated two-instrument book with a missing bar --
+
+
+def yahoo_csv(bars: pd.DataFrame, path) -> None:
+    frame = bars.rename(columns=str.title).rename_axis("Date").reset_index()
+    frame["Adj Close"] = frame["Close"]
+    frame["Date"] = frame["Date"].dt.strftime("%Y-%m-%d")
+    frame[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def gapped_book(orcl_slice, tmp_path_factory):
+    """ORCL 2000-2006 and a generated instrument on the same days, missing one day of its
+    test period (a halt): the book must wait for no bar that never comes and decide as its
+    backtest does, with the instrument's previous bar."""
+    folder = tmp_path_factory.mktemp("gapped")
+    gen = random_walk_bars(len(orcl_slice), seed=5)
+    gen.index = orcl_slice.index
+    gen = gen.drop(pd.Timestamp("2006-03-15"))
+    yahoo_csv(orcl_slice[["open", "high", "low", "close", "volume"]], folder / "orcl.csv")
+    yahoo_csv(gen, folder / "gen.csv")
+    cfg = tiny_config(
+        data={"path": str(folder / "*.csv"), "symbols": ["ORCL", "GEN"]},
+        portfolio={"allocation": "top_k", "top_k": 1},
+        backtest={"runonce": False, "start": "2006-01-03"},
+        paper={"align_seconds": 0.5},
+    )
+    bt_out = folder / "bt"
+    run_experiment(cfg, bt_out)
+    paper_out = folder / "paper"
+    run_paper(cfg, paper_out, model_dir=bt_out / "model", simulate=True)
+    return bt_out, paper_out
+
+
+def test_a_book_with_a_missing_bar_trades_as_its_backtest(gapped_book):
+    bt_out, paper_out = gapped_book
+    a, b = fills(paper_out), fills(bt_out)
+    assert len(a) >= 4 and set(a["symbol"]) == {"ORCL", "GEN"}
+    assert list(zip(a["date"], a["symbol"], strict=True)) == list(
+        zip(b["date"], b["symbol"], strict=True)
+    )
+    np.testing.assert_array_equal(a["amount"], b["amount"])
+    np.testing.assert_allclose(a["price"], b["price"], rtol=1e-7)
+
+
+def test_a_book_with_a_missing_bar_decides_once_on_each_bar(gapped_book):
+    bt_out, paper_out = gapped_book
+    a = pd.read_csv(paper_out / "targets.csv")
+    b = pd.read_csv(bt_out / "targets.csv")
+    assert a["time"].nunique() == b["time"].nunique() > 200  # every bar of 2006, once
+    assert list(a["time"]) == list(b["time"])
+    np.testing.assert_allclose(a["target"], b["target"], atol=1e-9)
+    assert "2006-03-15 00:00:00" in set(a["time"])  # ORCL's bar that day: a decision
+
+
+def test_a_contract_override_describes_one_instrument_of_the_book():
+    import ib_async
+
+    es_future = {"sec_type": "FUT", "expiry": "202703", "exchange": "CME"}
+    paper = {"sec_type": "STK", "exchange": "SMART", "currency": "USD", "expiry": "",
+             "contracts": {"ES": es_future}}  # fmt: skip
+    es, spy = contract_for(paper, "ES", ib_async), contract_for(paper, "SPY", ib_async)
+    assert (es.secType, es.lastTradeDateOrContractMonth, es.exchange) == ("FUT", "202703", "CME")
+    assert (spy.secType, spy.exchange, spy.currency) == ("STK", "SMART", "USD")
+    with pytest.raises(ConfigError, match="paper.contracts.ES: unknown key strike"):
+        contract_for({**paper, "contracts": {"ES": {"strike": 10}}}, "ES", ib_async)
