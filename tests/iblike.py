@@ -57,14 +57,14 @@ def at(day: dt.date, clock: str) -> dt.datetime:
 
 @pytest.fixture
 def gateways() -> Iterator[Callable[..., SimulatedGateway]]:
-    """Start IB-like gateways on free ports (``ib=`` fields as keywords); stop them after."""
+    """Start IB-like gateways on free ports (``ib=`` fields and gateway arguments as keywords;
+    ``history`` defaults to ``HISTORY``); stop them after."""
     started: list[SimulatedGateway] = []
 
     def start(bars: dict[str, pd.DataFrame] | None = None, **kwargs: Any) -> SimulatedGateway:
         ib_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in IBLike.__dataclass_fields__}
-        gateway = SimulatedGateway(
-            bars or {"AAA": make_bars()}, history=HISTORY, ib=IBLike(**ib_fields), **kwargs
-        )
+        kwargs.setdefault("history", HISTORY)
+        gateway = SimulatedGateway(bars or {"AAA": make_bars()}, ib=IBLike(**ib_fields), **kwargs)
         gateway.start()
         started.append(gateway)
         return gateway

@@ -3,7 +3,7 @@
 Against the IB-like gateway holding USD 1,000,000 (an IB paper account's start), on the daily
 bars of ``tests/iblike.py`` (the first live close is 105). ``IBBroker(capital=0)`` takes the
 account's net liquidation, a positive ``capital`` at most that; the capital is journaled
-(the run files' ``run.capital`` is written from it) and sizing starts from it: the project's
+(the run files' ``run.capital`` in ``metrics.json`` is written from it) and sizing starts from it: the project's
 ``shares_for`` at 50 % of the broker's value, checked by hand.
 """
 
@@ -103,3 +103,36 @@ def test_a_restarted_run_keeps_the_capital_its_first_session_stated(gateways, tm
     _session(gateway, tmp_path, capital=250_000.0)
     _, again, journal = _session(gateway, tmp_path, capital=0.0)  # same journal, same run
     assert again.start_cash == 250_000.0  # returns keep one base across restarts
+
+
+def test_a_live_session_states_the_net_liquidation_in_run_json_and_sizes_from_it(
+    gateways, orcl_slice, orcl_slice_csv, trained, tmp_path
+):
+    """run_paper against a gateway it did not start (the live path): paper.capital = 0."""
+    import json
+
+    from kerastrader.runs.paper import run_paper
+    from kerastrader.runs.universe import backtest_period
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(data={"path": str(orcl_slice_csv)}, strategy={"enter": 0.0, "exit": -1.0},
+                      backtest={"runonce": False})  # fmt: skip  # enter on the first bar
+    first, _, _ = backtest_period(orcl_slice, cfg, trained.loaded, "ORCL")
+    frame = orcl_slice.iloc[: first + 4][["open", "high", "low", "close", "volume"]]
+    gateway = gateways({"ORCL": frame}, history=first, cash=ACCOUNT_CASH, lockstep_seconds=86_400)
+    host, port = gateway.address
+    cfg["paper"].update(host=host, port=port, lockstep=True, stop_after_idle=3.0, capital=0.0,
+                        trade_start=str(frame.index[first].date()))  # fmt: skip
+    result = run_paper(cfg, tmp_path / "run", model_dir=trained.loaded.path)
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())["run"]
+    assert run["capital"] == ACCOUNT_CASH == result.metrics["run"]["capital"]
+    assert run["start_value"] == ACCOUNT_CASH  # the report's returns start from it
+    # by hand: the first order buys target_percent (0.95) of 1,000,000 less the cash buffer
+    # (0.5 %) at the close of the bar it was decided on (the first traded bar, 13.41), in
+    # whole shares: 945,250 / 13.41 = 70488.4 (from the config's 100,000 it would be 7048)
+    assert (cfg["strategy"]["target_percent"], cfg["strategy"]["cash_buffer"]) == (0.95, 0.005)
+    journal = Journal(tmp_path / "run" / "journal.sqlite")
+    order = journal.orders()[0]
+    close = float(frame["close"].iloc[first])
+    assert close == 13.41
+    assert order["quantity"] == 70488
