@@ -3,8 +3,9 @@
 Against the IB-like gateway holding USD 1,000,000 (an IB paper account's start), on the daily
 bars of ``tests/iblike.py`` (the first live close is 105). ``IBBroker(capital=0)`` takes the
 account's net liquidation, a positive ``capital`` at most that; the capital is journaled
-(the run files' ``run.capital`` in ``metrics.json`` is written from it) and sizing starts from it: the project's
-``shares_for`` at 50 % of the broker's value, checked by hand.
+(the run files' ``run.capital`` in ``metrics.json`` is written from it) and sizing starts
+from it: the project's ``shares_for`` at 50 % of the broker's value, checked by hand; and
+through ``run_paper``'s live path, the model strategy's first order.
 """
 
 from __future__ import annotations
