@@ -72,13 +72,18 @@ class _Status(bt.Analyzer):
         value = s.broker.getvalue()
         pnl = value - s.broker.startingcash
         open_orders = sum(len(p) for p in s.pending)
+        held = []
+        for i, data in enumerate(s.datas):  # a book: each instrument's prediction and position
+            pred = s.prediction_of(i)
+            shown = f"{pred:.4f}" if not math.isnan(pred) else "-"
+            name = f"{data._name} " if len(s.datas) > 1 else ""
+            held.append(f"{name}prediction {shown} position {s.getposition(data).size:g}")
         log.log(
             self.p.level,
-            "%s  close %.2f  prediction %s  position %s  PnL %+.2f  open orders %d",
+            "%s  close %.2f  %s  PnL %+.2f  open orders %d",
             d.datetime.datetime(0).isoformat(sep=" "),
             d.close[0],
-            f"{s.prediction_of(0):.4f}" if not math.isnan(s.prediction_of(0)) else "-",
-            f"{s.getposition(d).size:g}",
+            ", ".join(held),
             pnl,
             open_orders,
         )
