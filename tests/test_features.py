@@ -51,7 +51,7 @@ def test_changing_bars_after_t_moves_no_feature_at_or_before_t(t, seed, data):
     np.testing.assert_array_equal(after[: t + 1], before[: t + 1])
 
 
-def test_bar_by_bar_path_equals_full_history_path_on_real_data(orcl):
+def test_last_row_from_the_look_back_equals_full_history_path_on_real_data(orcl):
     fs = FeatureSet(EVERY_KIND, memory=10)
     full = fs.compute(orcl)
     arrays_ = as_arrays(orcl)
@@ -61,6 +61,18 @@ def test_bar_by_bar_path_equals_full_history_path_on_real_data(orcl):
     assert np.isnan(step[: fs.lookback - 1]).all()
     assert not np.isnan(step[fs.lookback - 1 :]).any()
     np.testing.assert_allclose(step, full, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_bar_by_bar_stream_equals_full_history_path_on_real_data(orcl):
+    """The live path: one bar at a time into a FeatureStream, each row as it comes."""
+    fs = FeatureSet(EVERY_KIND, memory=10)
+    stream = fs.stream()
+    rows = []
+    for o, h, lo, c, v in orcl[["open", "high", "low", "close", "volume"]].to_numpy():
+        stream.bar[:5] = (o, h, lo, c, v)
+        stream.step()
+        rows.append(stream.row.copy())
+    np.testing.assert_allclose(np.array(rows), fs.compute(orcl), rtol=1e-9, atol=1e-12)
 
 
 def test_recursive_features_do_not_depend_on_where_the_series_starts(orcl):
