@@ -96,3 +96,32 @@ def test_fraction_split_when_no_dates_are_given(orcl_slice):
     n = sum(len(v) for v in ds.ends.values())
     assert abs(len(ds.ends["train"]) / n - 0.6) < 0.01
     assert ds.ends["train"][-1] < ds.ends["validation"][0] < ds.ends["test"][0]
+
+
+def test_tf_data_pipeline_trains_the_same_model_as_the_arrays(orcl_slice, trained):
+    piped = train(orcl_slice, tiny_config(training={"pipeline": "tf.data"}), {})
+    assert piped.artifact.metadata["training"]["pipeline"] == "tf.data"
+    np.testing.assert_array_equal(piped.p_test, trained.p_test)
+
+
+def test_steps_per_execution_trains_the_same_model(orcl_slice, trained):
+    grouped = train(orcl_slice, tiny_config(training={"steps_per_execution": 4}), {})
+    np.testing.assert_allclose(grouped.p_test, trained.p_test, atol=1e-6)
+
+
+def test_jit_compile_trains_with_xla_reproducibly_and_restores_op_determinism(orcl_slice, trained):
+    from tensorflow.python.framework import config as tf_config
+
+    cfg = tiny_config(training={"jit_compile": True})
+    xla, again = train(orcl_slice, cfg, {}), train(orcl_slice, cfg, {})
+    assert xla.artifact.model.jit_compile is True
+    assert xla.artifact.metadata["training"]["jit_compile"] is True
+    np.testing.assert_array_equal(again.p_test, xla.p_test)
+    assert tf_config.is_op_determinism_enabled()
+    # XLA fuses and reorders float32 arithmetic: the same training, not the same bits.
+    np.testing.assert_allclose(xla.p_test, trained.p_test, atol=1e-3)
+
+
+def test_an_unknown_training_pipeline_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"training\.pipeline = 'dataset': expected one of"):
+        tiny_config(training={"pipeline": "dataset"})

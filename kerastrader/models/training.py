@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -369,13 +370,29 @@ class _WithValues:
         return self.build({**self.model, **values})
 
 
-def _speed_options(model: Any, t: dict[str, Any]) -> None:
-    """training.jit_compile (XLA) and training.steps_per_execution on the compiled model;
-    false leaves Keras' "auto" (no XLA on a machine without a GPU). bench_training.py
-    measures each with the validation loss it reaches."""
-    if t.get("jit_compile", False):
-        model.jit_compile = True
+@contextmanager
+def _speed_options(model: Any, t: dict[str, Any]) -> Iterator[None]:
+    """training.jit_compile (XLA) and training.steps_per_execution on the compiled model,
+    for the fit inside the block; jit_compile false leaves Keras' "auto" (no XLA on a machine
+    without a GPU). bench_training.py measures each with the validation loss it reaches.
+
+    Keras refuses XLA while TensorFlow's op determinism is on (not every op has a
+    deterministic XLA kernel), so an XLA fit runs with it off and it is turned back on after;
+    on this CPU two XLA fits with the same seed gave the same model (tested)."""
     model.steps_per_execution = int(t.get("steps_per_execution", 1))
+    if not t.get("jit_compile", False):
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config  # Keras reads the flag here
+
+    deterministic = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    try:
+        model.jit_compile = True
+        yield
+    finally:
+        if deterministic:
+            tf_config.enable_op_determinism()
 
 
 def _fit_inputs(t: dict[str, Any], x, y, weights, x_val, y_val) -> dict[str, Any]:
@@ -553,14 +570,14 @@ def train(
         seed_everything(int(t["seed"]))
 
     model = build(m)
-    _speed_options(model, t)
-    history = model.fit(
-        **_fit_inputs(t, x_train, y_train, sample_weight, x_val, y_val),
-        epochs=int(t["epochs"]),
-        shuffle=False,  # no shuffling across time
-        callbacks=_callbacks(t, workdir) + list(callbacks or []),
-        verbose=0,
-    )
+    with _speed_options(model, t):
+        history = model.fit(
+            **_fit_inputs(t, x_train, y_train, sample_weight, x_val, y_val),
+            epochs=int(t["epochs"]),
+            shuffle=False,  # no shuffling across time
+            callbacks=_callbacks(t, workdir) + list(callbacks or []),
+            verbose=0,
+        )
     losses = history.history["val_loss"]
     log.info(
         "trained %d of %d epochs; best validation loss %.4f at epoch %d (weights restored)",
