@@ -153,3 +153,34 @@ def test_check_leakage_passes(corpus, which):
     result = check_leakage(_cfg(corpus, which))
     print(which, result.summary())
     assert not result.leaks
+
+
+def test_a_simulated_paper_session_predicts_as_the_backtest(saved, corpus, tmp_path):
+    """The session reads the watched news file bar by bar through IB's feed; the backtest reads
+    it once. Same model, same predictions."""
+    from kerastrader.backtest import run_experiment
+    from kerastrader.runs.paper import run_paper
+
+    _, loaded, _ = saved
+    cfg = _cfg(corpus, "related", encoder=True)
+    cfg["strategy"].update(enter=0.5, exit=0.499)
+    cfg["report"]["figures"] = False
+    run_experiment(cfg, tmp_path / "bt", model_dir=loaded.path)
+    run_paper(cfg, tmp_path / "paper", model_dir=loaded.path, simulate=corpus["bars"])
+    a = pd.read_csv(tmp_path / "paper" / "predictions.csv").dropna()
+    b = pd.read_csv(tmp_path / "bt" / "predictions.csv").dropna()
+    both = a.merge(b, on="date", suffixes=("_paper", "_bt"))
+    assert len(both) > 150
+    np.testing.assert_allclose(both["prediction_paper"], both["prediction_bt"], atol=1e-5)
+
+
+def test_the_example_runs_end_to_end(tmp_path):
+    from kerastrader.cli import run_backtest_main
+    from tests.conftest import ROOT
+
+    out = tmp_path / "run"
+    argv = [str(ROOT / "examples" / "text_news.toml"), "--out", str(out), "--set",
+            "training.epochs=1", "--set", "report.figures=false", "-q"]  # fmt: skip
+    assert run_backtest_main(argv) == 0
+    meta = (out / "model" / "metadata.json").read_text()
+    assert '"vader_decay_3"' in meta and '"vocabulary"' in meta
