@@ -15,7 +15,7 @@ import keras
 from kerastrader.errors import ConfigError
 from kerastrader.models.heads import Head
 
-KINDS = ("lstm", "gru", "dense", "cnn", "transformer")
+KINDS = ("lstm", "gru", "dense", "cnn", "transformer", "cnn2d")
 
 
 def _recurrent(
@@ -81,11 +81,15 @@ def build_model(
     target_mean: float = 0.0,
     target_std: float = 1.0,
     front: Callable | None = None,
+    pool: int = 2,
+    pooling: str = "max",
 ) -> keras.Model:
     """A compiled model of the given family with the given head (default: direction).
 
     ``front`` maps the input tensor to the rows the body reads (the autoencoder's codes or
-    anomaly score); ``target_mean``/``target_std`` scale a regression head's output.
+    anomaly score; for ``cnn2d``, :class:`~kerastrader.models.cnn2d.ImageFront` reshapes the
+    flattened image); ``target_mean``/``target_std`` scale a regression head's output;
+    ``pool``/``pooling`` size and kind the pooling after each ``cnn2d`` block.
     """
     head = head or Head()
     if kind not in KINDS:
@@ -98,6 +102,11 @@ def build_model(
         x = _recurrent(x, kind, units, dropout, activation, bidirectional)
     elif kind == "dense":
         x = _dense(x, units, dropout, "relu" if activation == "tanh" else activation)
+    elif kind == "cnn2d":
+        from kerastrader.models.cnn2d import cnn2d_body
+
+        act = "relu" if activation == "tanh" else activation
+        x = cnn2d_body(x, units, dropout, act, kernel_size, pool, pooling)
     elif kind == "cnn":
         x = _cnn(x, units, dropout, "relu" if activation == "tanh" else activation, kernel_size)
     else:
