@@ -239,6 +239,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("strategy.target_percent must be in (0, 1]")
     if cfg["broker"]["cash"] <= 0:
         raise ConfigError("broker.cash must be positive")
+    if (cfg["text"]["features"] or cfg["text"]["encoder"]) and not cfg["text"]["path"]:
+        raise ConfigError("text.features / text.encoder need text.path: the items to read")
     from kerastrader.models.images import check_config as check_images
 
     check_images(cfg)  # model.input = "image" with cnn2d, and the [image] table

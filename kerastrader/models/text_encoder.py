@@ -31,6 +31,17 @@ from kerastrader.feeds.text import TextSource, assign_bars, bar_closes, bar_stam
 
 log = logging.getLogger(__name__)
 
+
+class _NoTableNotice(logging.Filter):
+    """TextVectorization's lookup table lives outside the exported graph (tokenisation runs
+    in Python); TensorFlow says so at every ONNX export with a warning that is harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "serializing table_initializer" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NoTableNotice())
+
 STANDARDIZE = "lower_and_strip_punctuation"
 
 
