@@ -8,6 +8,8 @@ import pytest
 
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.models.artifact import load_artifact
+from kerastrader.models.feature_stream import FeatureStream
+from kerastrader.models.features import FeatureSet
 from kerastrader.models.indicator import KerasIndicator
 
 
@@ -89,6 +91,29 @@ def test_bar_by_bar_pass_makes_one_compiled_call_per_bar_and_no_batched_call(tra
     assert batch.calls == 0
     assert len(steps) == 1
     assert steps[0].calls == np.isfinite(out).sum()
+
+
+def test_bar_by_bar_pass_steps_the_features_once_per_bar_without_recomputing(
+    trained, orcl_slice, monkeypatch
+):
+    """One seed at the first full window, then one stream step per bar: no feature function
+    is run again on the trailing look-back."""
+    calls = dict.fromkeys(["compute", "compute_last", "seed", "step"], 0)
+
+    def counted(name, real):
+        def wrapper(self, *args, **kwargs):
+            calls[name] += 1
+            return real(self, *args, **kwargs)
+
+        return wrapper
+
+    for cls, name in ((FeatureSet, "compute"), (FeatureSet, "compute_last"),
+                      (FeatureStream, "seed"), (FeatureStream, "step")):  # fmt: skip
+        monkeypatch.setattr(cls, name, counted(name, getattr(cls, name)))
+    run(orcl_slice, load_artifact(trained.loaded.path), runonce=False)
+    assert calls["compute"] == calls["compute_last"] == 0
+    assert calls["seed"] == 1
+    assert calls["step"] == len(orcl_slice) - trained.loaded.warmup
 
 
 def test_model_by_path_in_a_users_own_strategy(trained, orcl_slice):

@@ -36,3 +36,14 @@ def test_unknown_backend_is_refused(trained):
     art = trained.loaded
     with pytest.raises(ValueError, match="unknown inference backend"):
         StepPredictor(art.model, art.window, art.n_features, backend="predict")
+
+
+def test_a_calls_raw_outputs_are_not_overwritten_by_the_next_call(trained, windows):
+    """The per-bar call writes into one bound output buffer; what it hands out is a copy."""
+    step = trained.loaded.step_predictor("onnx")
+    step(windows[0])
+    first = step.last_outputs
+    kept = first.copy()
+    step(windows[1])
+    np.testing.assert_array_equal(first, kept)
+    assert not np.array_equal(step.last_outputs, kept)

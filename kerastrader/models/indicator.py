@@ -6,8 +6,9 @@ window) is complete. It serves both of Backtrader's passes:
 
 - ``once`` (vectorised, the default backtest): features for every bar with the full-history
   path, every window stacked, one batched call of a traced ``tf.function``;
-- ``next`` (bar by bar, as in live trading): the new bar's feature row from the trailing
-  look-back, pushed into a ring of the last W scaled rows, one compiled call (ONNX Runtime).
+- ``next`` (bar by bar, as in live trading): the new bar pushed through the features' compiled
+  step (the same kernels as the full-history path, over a fixed-size state), its scaled row
+  appended to the window of the last W rows, one compiled model call (ONNX Runtime).
 
 Use it in any Backtrader strategy::
 
@@ -23,6 +24,7 @@ Use it in any Backtrader strategy::
 from __future__ import annotations
 
 import array
+import bisect
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,6 +33,7 @@ import backtrader as bt
 import numpy as np
 
 from kerastrader.models.artifact import Artifact
+from kerastrader.models.feature_stream import BAR_FIELDS
 from kerastrader.models.windows import make_windows, window_ends
 
 
@@ -148,6 +151,10 @@ class DataPredictor:
         self.schedule = schedule
         self.backend = backend
         self._starts = np.array([s for s, _ in schedule])
+        self._start_list = [float(s) for s, _ in schedule]
+        self._single = len(schedule) == 1 and self._start_list[0] == -math.inf
+        self._stream = None  # the current fold's FeatureStream (None: recomputed rows)
+        self._reads: list[tuple[int, object]] = []  # (FeatureStream.bar slot, line) per bar
         self._steps: dict[int, object] = {}
         self._fold = -1
         self._ring = np.empty(0, dtype=np.float32)
@@ -193,6 +200,10 @@ class DataPredictor:
         if len(ends) == 0:
             return None
         x = make_windows(art.scaler.transform(feats), ends, art.window)
+        if art.image is not None:  # every window rendered in one pass (models/images.py)
+            raw = {c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
+                   for c in art.image.columns}  # fmt: skip
+            x = art.image.model_inputs(x, raw, ends)
         predictor = art.batch_predictor
         outputs = predictor.outputs(x)
         return ends + lo, predictor.score(outputs), outputs
@@ -211,34 +222,74 @@ class DataPredictor:
         return {c: np.asarray(getattr(self.data, c).get(size=size), dtype=np.float64)
                 for c in columns}  # fmt: skip
 
-    def window_now(self) -> tuple[int, np.ndarray] | None:
-        """(fold, scaled window ending at the feed's current bar), or None when no model
-        applies yet or the window is not complete."""
-        k = int(self.fold_of(np.array([self.data.datetime[0]]))[0])
-        if k < 0:
-            return None
-        art = self.schedule[k][1]
-        if k != self._fold:  # a new fold's model: its own features, scaler and window
-            self._fold = k
-            self._ring = np.empty((art.window, len(art.feature_set)), dtype=np.float32)
-            self._ring_bar = -1
+    def _fold_now(self) -> int:
+        if self._single:
+            return 0  # one model for every bar: no date to look up
+        return bisect.bisect_right(self._start_list, self.data.datetime[0]) - 1
+
+    def _open_fold(self, k: int, art: Artifact) -> None:
+        """A new fold's model: its own features, scaler and window."""
+        self._fold = k
+        self._ring_bar = -1
+        features = art.feature_set
+        self._size = features.lookback + art.window - 1  # bars of the first full window
+        if hasattr(features, "stream"):  # one compiled step per bar (models/feature_stream.py)
+            self._stream = features.stream(art.scaler, art.window)
+            self._ring = self._stream.window
+            lines = self.data.lines
+            self._reads = [(BAR_FIELDS.index(c), getattr(lines, c))
+                           for c in self.inputs(features) if c in BAR_FIELDS]  # fmt: skip
+        else:  # a feature set without a stream: its last row recomputed on the look-back
+            self._stream = None
+            self._ring = np.empty((art.window, len(features)), dtype=np.float32)
+
+    def _recomputed(self, art: Artifact, bar: int, size: int) -> bool:
         features, scaler = art.feature_set, art.scaler
-        bar = len(self.data)
-        size = features.lookback + art.window - 1
-        if bar < size:
-            return None
         if self._ring_bar == bar - 1:
             row = features.compute_last(self._recent(self.inputs(features), features.lookback))
             self._ring[:-1] = self._ring[1:]
             self._ring[-1] = scaler.transform(row)
         elif self._ring_bar != bar:
-            # First bar after warm-up, a fold switch or a gap: the last W rows from the
-            # full-history path.
             feats = features.compute(self._recent(self.inputs(features), size))
             self._ring[:] = scaler.transform(feats[-art.window :])
-        self._ring_bar = bar
-        if np.isnan(self._ring).any():
+        return not np.isnan(self._ring).any()
+
+    def window_now(self) -> tuple[int, np.ndarray] | None:
+        """(fold, scaled window ending at the feed's current bar), or None when no model
+        applies yet or the window is not complete.
+
+        The window is the stream's own buffer (overwritten at the next bar): copy it to keep
+        it. Each new bar is one compiled step over the stream's fixed-size state; the first
+        bar after the warm-up, a fold switch or a gap (a bar this feed was not asked about)
+        seeds the stream from the last ``lookback + window - 1`` bars through the same step.
+        """
+        k = self._fold_now()
+        if k < 0:
             return None
+        art = self.schedule[k][1]
+        if k != self._fold:
+            self._open_fold(k, art)
+        bar = len(self.data)
+        size = self._size
+        if bar < size:
+            return None
+        stream = self._stream
+        if stream is None:
+            ready = self._recomputed(art, bar, size)
+        elif self._ring_bar == bar - 1:
+            values = stream.bar
+            for i, line in self._reads:
+                values[i] = line[0]
+            ready = stream.step()
+        elif self._ring_bar != bar:
+            ready = stream.seed(self._recent(self.inputs(art.feature_set), size))
+        else:
+            ready = stream.ready
+        self._ring_bar = bar
+        if not ready:
+            return None
+        if art.image is not None:  # the same rendering, a stack of one (models/images.py)
+            return k, art.image.last_input(self._ring, self._recent(art.image.columns, art.window))
         return k, self._ring
 
 
@@ -283,12 +334,13 @@ class KerasIndicator(bt.Indicator):
             self.outputs.put(rows, outputs)
 
     def next(self) -> None:
+        line = self.lines.prediction
         got = self.feed.window_now()
         if got is None:
-            self.lines.prediction[0] = math.nan
+            line[0] = math.nan
             return
         k, ring = got
         step = self.feed.step(k)
-        self.lines.prediction[0] = step(ring)
+        line[0] = step(ring)
         if step.last_outputs is not None:
             self.outputs[len(self.data) - 1] = step.last_outputs[0]

@@ -182,6 +182,25 @@ class StepPredictor:
         else:
             raise ValueError(f"unknown inference backend {backend!r} (onnx or tf)")
         self._buf = np.empty((1, window, n_features), dtype=np.float32)
+        self._binding: Any = self._bind() if backend == "onnx" else None
+
+    def _bind(self) -> Any:
+        """ONNX Runtime's I/O binding of the input buffer and one preallocated output, so a
+        per-bar call skips ``session.run``'s per-call argument checks and allocations (about
+        15 us of the ~50 us a call took here). None when the model does not fit that shape
+        (several outputs, or not float32): then ``session.run`` is used."""
+        import onnxruntime as ort
+
+        outputs = self._session.get_outputs()
+        if len(outputs) != 1 or outputs[0].type != "tensor(float)":
+            return None
+        self._buf[:] = 0.0
+        probe = self._session.run(None, {self._input: self._buf})[0]
+        self._out = np.empty(probe.shape, dtype=np.float32)
+        binding = self._session.io_binding()
+        binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(self._buf))
+        binding.bind_ortvalue_output(outputs[0].name, ort.OrtValue.ortvalue_from_numpy(self._out))
+        return binding
 
     def batch(self, windows: np.ndarray) -> np.ndarray:
         """Raw outputs (n, k) for several windows in one call: a portfolio's instruments at
@@ -195,7 +214,10 @@ class StepPredictor:
 
     def __call__(self, window: np.ndarray) -> float:
         self._buf[0] = window
-        if self.backend == "onnx":
+        if self._binding is not None:  # the bound buffers: the input is read in place
+            self._session.run_with_iobinding(self._binding)
+            out = self._out.copy()
+        elif self.backend == "onnx":
             out = self._session.run(None, {self._input: self._buf})[0]
         else:
             out = self._fn(tf.constant(self._buf)).numpy()
