@@ -144,12 +144,16 @@ def _bars(index=BARS) -> pd.DataFrame:
 NAMES = ("vader_mean_1", "vader_count_2", "vader_decay_2")
 
 
-def _feature_set(tmp_path, headlines=HEADLINES, names=NAMES) -> TextFeatureSet:
+ENCODER = {"vocabulary": ["", "[UNK]", "acme", "terrible", "wonderful", "shares"],
+           "tokens": 4, "items": 2, "embedding": 4, "heads": 1}  # fmt: skip
+
+
+def _feature_set(tmp_path, headlines=HEADLINES, names=NAMES, encoder=None) -> TextFeatureSet:
     tmp_path.mkdir(parents=True, exist_ok=True)
     f = tmp_path / "news.csv"
     pd.DataFrame(headlines, columns=["timestamp", "text"]).to_csv(f, index=False)
     spec = {"features": list(names), "memory": 3, "daily": True, "timezone": "America/New_York",
-            "session_end": "16:00", "encoder": None}  # fmt: skip
+            "session_end": "16:00", "encoder": encoder}  # fmt: skip
     return TextFeatureSet(FeatureSet(["logret_1"]), spec, TextSource(str(f), "America/New_York"))
 
 
@@ -192,6 +196,16 @@ def test_vader_features_equal_a_plain_loop(tmp_path):
         np.testing.assert_allclose(got[first:, j], want[first:, j], rtol=0, atol=1e-12)
 
 
+def test_token_columns_hold_each_bars_latest_items_oldest_first(tmp_path):
+    fs = _feature_set(tmp_path, names=(), encoder=ENCODER)
+    tokens = fs.text_columns(_bars()).reshape(-1, 2, 4)
+    i = list(BARS).index(pd.Timestamp("2024-03-05"))  # four items: the latest two are kept
+    # "analysts upbeat on ACME after great launch": only "acme" is known (2), the rest [UNK]
+    # (1); "ACME wins praise for excellent margins": acme, then [UNK]
+    assert tokens[i].tolist() == [[1, 1, 1, 2], [2, 1, 1, 1]]
+    assert (tokens[i + 1] == 0).all()  # 6 March: no items, all padding
+
+
 def test_feature_rows_name_the_text_columns_after_the_numeric(tmp_path):
     fs = _feature_set(tmp_path)
     assert fs.names == ["logret_1", "vader_mean_1", "vader_count_2", "vader_decay_2"]
@@ -199,9 +213,10 @@ def test_feature_rows_name_the_text_columns_after_the_numeric(tmp_path):
     assert len(fs) == 4 and "datetime" in fs.inputs
 
 
-def test_later_items_change_nothing_at_or_before_t(tmp_path):
+@pytest.mark.parametrize("encoder", [None, ENCODER], ids=["lexicon", "lexicon+tokens"])
+def test_later_items_change_nothing_at_or_before_t(tmp_path, encoder):
     bars = _bars()
-    base = _feature_set(tmp_path / "a").compute(bars)
+    base = _feature_set(tmp_path / "a", encoder=encoder).compute(bars)
     for t in range(len(bars) - 1):
         close_t = pd.Timestamp(bars.index[t].date()) + pd.Timedelta(hours=16)
         later = [
@@ -209,7 +224,7 @@ def test_later_items_change_nothing_at_or_before_t(tmp_path):
             for m, text in ((0, "terrible awful disaster"), (90, "wonderful superb joy"))
         ]
         kept = [h for h in HEADLINES if pd.Timestamp(h[0]) < close_t]
-        changed = _feature_set(tmp_path / f"b{t}", kept + later).compute(bars)
+        changed = _feature_set(tmp_path / f"b{t}", kept + later, encoder=encoder).compute(bars)
         np.testing.assert_array_equal(changed[: t + 1], base[: t + 1])
 
 
