@@ -66,7 +66,7 @@ class Writer:
         synchronous: str = "FULL",
         background: bool = True,
         flush_seconds: float = 0.05,
-        idle_seconds: float = 0.5,
+        idle_seconds: float = 0.2,
         sync_seconds: float = 1.0,
         max_wal_bytes: int = 64 << 20,
     ) -> None:
@@ -195,6 +195,11 @@ class Writer:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             outcomes = [exc] * len(records)
+        except BaseException:  # Ctrl-C mid-commit: nothing written, the buffer kept, no order
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self._buffer[:0] = records[:-1] if caller else records
+            raise
         self._last_commit, self._uncheckpointed = now, True
         if level == "FULL" or self.synchronous == "NORMAL":
             self._unsynced_since = None
