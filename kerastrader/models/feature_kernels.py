@@ -16,7 +16,8 @@ running sums cannot drift over a long session.
 The series buffer ``buf`` has one row per series (the ``OPEN`` .. ``LOGRET1`` constants) and
 one column per bar. A feature is a row of the plan (``code, period, m, weights offset``);
 recursive kinds (RSI, ATR, EMA) are TA-Lib's recursions written out as the weights they give
-the window's inputs (:func:`kerastrader.models.features.recursive_weights`). TA-Lib itself is
+the window's inputs (:func:`kerastrader.models.features.recursive_weights`), stored oldest
+input first. TA-Lib itself is
 the reference the tests hold these kernels to.
 
 Compiled with numba (``cache=True``: the first process compiles and writes the machine code
@@ -120,10 +121,12 @@ def _std(x, lo, hi, mean):
 
 @_sum_jit
 def _weighted(x, w, e, length):
-    """sum_k w[k] * x[e-1-k] for k < length (w most recent first), oldest terms first."""
+    """sum_j w[j] * x[e - length + j] for j < length: the window's last ``length`` inputs,
+    oldest first, with the weights stored oldest first (contiguous, so it vectorises)."""
     s = 0.0
-    for k in range(length - 1, -1, -1):
-        s += w[k] * x[e - 1 - k]
+    lo = e - length
+    for j in range(length):
+        s += w[j] * x[lo + j]
     return s
 
 

@@ -219,7 +219,7 @@ class _Plan:
     def __init__(self, features: Sequence[Feature]) -> None:
         rows, weights, offset = [], [], 0
         for f in features:
-            w = f.kernel_weights()
+            w = f.kernel_weights()[::-1]  # the kernels read the window oldest first
             rows.append((f.spec.code, f.period, f.lookback, offset))
             weights.append(w)
             offset += len(w)
