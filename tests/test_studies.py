@@ -175,3 +175,35 @@ def test_study_b_reads_its_bars_from_the_store_and_walks_forward(tmp_path, monke
         assert metrics["data"]["path"].startswith("sqlite")
     honest = json.loads((tmp_path / "honest" / "metrics.json").read_text())
     assert len(honest["model"]["folds"]) == 2
+
+
+def test_study_d_forecast_page_numbers_come_from_its_run_files(tmp_path):
+    from kerastrader.forecast.study_page import write_page as write_forecast_study_page
+    from kerastrader.studies.runner import run_study
+    from tests.conftest import shared_file
+
+    shared_file("agg-daily.csv")  # the honest run's book: SPY/AGG/XLE/XLF
+    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
+              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
+    page = run_study("d", out=tmp_path, overrides=shrink, only=["faithful", "honest", "stated_vol"])
+    assert page == tmp_path / "study.html"
+    text = page.read_text()
+    for run in ("faithful", "honest", "stated_vol"):
+        assert (tmp_path / run / "forecast.csv").is_file()
+        assert (tmp_path / run / "paths.parquet").is_file()
+        assert f'href="{run}/forecast.html"' in text
+    assert assert_every_number_is_read_from_files(tmp_path) > 80
+    faithful = json.loads((tmp_path / "faithful" / "forecast.json").read_text())
+    assert faithful["book"]["source"] == "assumptions" and faithful["book"]["seed"] == 78
+    assert faithful["model"]["validation_windows"] == 0  # the article never validated
+    honest = json.loads((tmp_path / "honest" / "forecast.json").read_text())
+    assert honest["book"]["weights"] == {"SPY": 0.40, "AGG": 0.45, "XLE": 0.05, "XLF": 0.10}
+    assert honest["book"]["frequency"] == "monthly" and honest["book"]["returns"] == "total"
+
+    # The page is rebuilt from the files: change one, and the page follows.
+    path = tmp_path / "honest" / "forecast.json"
+    honest["forecast"]["point_annual_return"] = 0.4321
+    path.write_text(json.dumps(honest))
+    write_forecast_study_page(tmp_path)
+    cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(tmp_path)}
+    assert cells[("honest/forecast.json", "forecast.point_annual_return")] == "43.21%"

@@ -268,6 +268,10 @@ def run_study(
     run_experiment, _ = _runner()
 
     study = load_study(find_study(name))
+    if study.raw["study"].get("kind") == "forecast":  # study D: its runs are forecast configs
+        from kerastrader.forecast.study import run_forecast_study
+
+        return run_forecast_study(study, out, overrides, only)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out) if out else Path("runs") / f"{stamp}-study-{study.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
