@@ -50,7 +50,7 @@ class FeatureStream:
     ) -> None:
         n = len(features)
         self.features = features
-        self.adjust = bool(adjust)
+        self._adjust = bool(adjust)
         plan = features.plan
         self._plan, self._weights = plan.rows, plan.weights
         self._pure = len(plan) == n  # every feature has a kernel: one call per bar
@@ -71,6 +71,23 @@ class FeatureStream:
         self.window = np.full((int(window), n), np.nan, dtype=np.float32)
         self.bar = np.array([np.nan] * 5 + [0.0, 1.0])
         self.ready = False  # the window has no NaN row
+        self._bind_args()
+
+    @property
+    def adjust(self) -> bool:
+        """Whether bars are total-return adjusted (dividend and split slots of :attr:`bar`)."""
+        return self._adjust
+
+    @adjust.setter
+    def adjust(self, value: bool) -> None:
+        self._adjust = bool(value)
+        self._bind_args()
+
+    def _bind_args(self) -> None:
+        # The per-bar call's arguments, bound once (attribute loads cost per bar too).
+        self._step_args = (self._buf, self._istate, self._fstate, self.bar, self.adjust,
+                           self._plan, self._weights, self.row, self._mean, self._scale,
+                           self.window)  # fmt: skip
 
     @property
     def seed_size(self) -> int:
@@ -85,10 +102,7 @@ class FeatureStream:
     def step(self) -> bool:
         """Push :attr:`bar`; True when the window is complete (no NaN row)."""
         if self._pure:
-            self.ready = fk.stream_step(
-                self._buf, self._istate, self._fstate, self.bar, self.adjust, self._plan,
-                self._weights, self.row, self._mean, self._scale, self.window,
-            )  # fmt: skip
+            self.ready = fk.stream_step(*self._step_args)
             return self.ready
         fk.stream_push(self._buf, self._istate, self._fstate, self.bar, self.adjust,
                        self._plan, self._weights, self._krow)  # fmt: skip
