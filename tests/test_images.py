@@ -87,7 +87,7 @@ SPECS = {
     "candles": ImageSpec("candles", window=12, size=16),
     "gaf": ImageSpec(
         "gaf", window=12, size=6, channels=("logret_1", "volume_z_20"), index=(0, 2), method="both"
-    ),  # fmt: skip
+    ),
     "recurrence": ImageSpec("recurrence", window=12, size=12, channels=("rsi_14",), index=(1,)),
 }
 

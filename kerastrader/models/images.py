@@ -74,6 +74,43 @@ def render_candles(ohlc: np.ndarray, height: int) -> np.ndarray:
     return out.reshape(n, height, w * BAR_PIXELS)
 
 
+def import_pyts():
+    """``pyts.image`` and ``pyts.approximation``, imported with their numba kernels compiled
+    lazily and cached on disk.
+
+    pyts declares every kernel with a list of signatures, which makes numba compile each of
+    them for every listed type when the module is imported: 55 s of CPU here before the first
+    image (several minutes of wall time on a loaded machine), in every process. While pyts is
+    imported, ``numba.njit`` drops the signature list (the kernel compiles on first call, for
+    the types actually passed) and asks for numba's on-disk cache (later processes load the
+    compiled kernel). Same code, same results; only when it is compiled changes. If pyts was
+    imported before, this changes nothing.
+    """
+    import sys
+
+    if "pyts.image" not in sys.modules:
+        import numba
+
+        njit = numba.njit
+
+        def lazy(*args, **kwargs):
+            if args and not callable(args[0]):  # @njit([signatures]): compile on first use
+                args = ()
+            kwargs.setdefault("cache", True)
+            return njit(*args, **kwargs)
+
+        numba.njit = lazy
+        try:
+            import pyts.approximation  # noqa: F401
+            import pyts.image  # noqa: F401
+        finally:
+            numba.njit = njit
+    import pyts.approximation
+    import pyts.image
+
+    return pyts.image, pyts.approximation
+
+
 def _per_channel(windows: np.ndarray, transform) -> np.ndarray:
     """Apply a univariate pyts transform to every (window, channel) series in one call:
     (n, W, C) -> (n, S, S, C)."""
@@ -88,7 +125,7 @@ def render_gaf(windows: np.ndarray, size: int, method: str) -> np.ndarray:
     """Gramian angular fields of every channel of (n, W, C) windows -> (n, size, size, C')
     with C' = C (``summation`` or ``difference``) or 2 C (``both``: summation channels
     first). Each series is rescaled to [-1, 1] by its own min and max (pyts)."""
-    from pyts.image import GramianAngularField
+    GramianAngularField = import_pyts()[0].GramianAngularField  # noqa: N806
 
     methods = ("summation", "difference") if method == "both" else (method,)
     parts = [
@@ -104,12 +141,10 @@ def render_recurrence(windows: np.ndarray, size: int, threshold: float) -> np.nd
     """Recurrence plots of every channel of (n, W, C) windows -> (n, size, size, C): the
     distance |x_i - x_j| between the window's steps (after piecewise aggregation to ``size``
     steps when size < W), or 1 where that distance is below ``threshold`` (> 0)."""
-    from pyts.approximation import PiecewiseAggregateApproximation
-    from pyts.image import RecurrencePlot
-
-    plot = RecurrencePlot(threshold=threshold if threshold > 0 else None)
+    image, approximation = import_pyts()
+    plot = image.RecurrencePlot(threshold=threshold if threshold > 0 else None)
     if size < windows.shape[1]:
-        paa = PiecewiseAggregateApproximation(window_size=None, output_size=size)
+        paa = approximation.PiecewiseAggregateApproximation(window_size=None, output_size=size)
         return _per_channel(windows, lambda x: plot.transform(paa.transform(x)))
     return _per_channel(windows, plot.transform)
 
