@@ -563,9 +563,11 @@ class IBBroker(bt.BrokerBase):
         if order is None:
             log.warning("fill %s for an order this session does not know (%s)", exec_id, e["ref"])
             return
-        self._apply_fill(order, e["shares"], e["price"], float(c["commission"]))
+        self._apply_fill(order, e["shares"], e["price"], float(c["commission"]), e.get("time"))
 
-    def _apply_fill(self, order: bt.Order, shares: float, price: float, comm: float) -> None:
+    def _apply_fill(self, order: bt.Order, shares: float, price: float, comm: float,
+                    at: float | None = None) -> None:  # fmt: skip
+        """``at``: the execution's own time (epoch s), not when its last report arrived."""
         data = order.data
         pos = self.positions[data]
         old_price = pos.price
@@ -578,7 +580,8 @@ class IBBroker(bt.BrokerBase):
         openedvalue = ci.getoperationcost(opened, price) if opened else 0.0
         pnl = ci.profitandloss(-closed, old_price, price) if closed else 0.0
         self.cash -= shares * price * self._multiplier(data) + comm  # futures: x multiplier
-        when = data.datetime[0] if len(data) else bt.date2num(dt.datetime.now(dt.UTC))
+        when = bt.date2num(_when(at).replace(tzinfo=None)) if at is not None else (
+            data.datetime[0] if len(data) else bt.date2num(dt.datetime.now(dt.UTC)))  # fmt: skip
         order.execute(when, shares, price, closed, closedvalue, closedcomm, opened, openedvalue,
                       openedcomm, 0.0, pnl, psize, pprice)  # fmt: skip
         if order.executed.remsize:

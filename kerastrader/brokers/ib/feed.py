@@ -233,8 +233,8 @@ class IBData(bt.feed.DataBase):
             try:
                 rt = self.live.get(timeout=self.p.poll)
             except queue.Empty:
-                if self.end_event.is_set() and self.live.empty():
-                    return False
+                if self.end_event.is_set() and self.live.empty() and not store.reports_due():
+                    return False  # (a fill's commission report still due is waited for)
                 idle = time.monotonic() - self._last_arrival
                 if self.p.idle_exit and idle > self.p.idle_exit:
                     log.info("%s: no bar for %.0f s: ending the session", self._name, idle)
@@ -245,6 +245,8 @@ class IBData(bt.feed.DataBase):
             self._last_arrival = time.monotonic()
             completed = self.agg.add(rt)
             self._backfill.extend(completed[1:])  # delivered on the next calls, in order
+            if completed:  # decide with this bar's fills applied, as a backtest does
+                store.await_reports()
             if completed and self._deliver(completed[0]):
                 self.arrived = rt.arrived  # when the bar's last piece reached us
                 self.delivered_live += 1

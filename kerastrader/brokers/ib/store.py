@@ -46,6 +46,8 @@ PACING_RETRIES = 4
 SMALL_BARS = ("1 secs", "5 secs", "10 secs", "15 secs", "30 secs")  # the bars IB paces
 HISTORY_TIMEOUT = 60.0  # seconds ib_async waits for one history answer (then: empty list)
 PACING_WAIT_LIMIT = 120.0  # seconds of pacing waits before a history request gives up
+REPORT_WAIT = 10.0  # seconds a session's end waits for a fill's commission report
+BAR_REPORT_WAIT = 2.0  # seconds a completed bar waits for its fills' commission reports
 DATA_ERRORS = frozenset(
     {Meaning.PACING, Meaning.NO_PERMISSIONS, Meaning.NO_DATA, Meaning.HISTORY_CANCELLED,
      Meaning.HISTORY_ERROR, Meaning.MARKET_DATA, Meaning.UNKNOWN_CONTRACT}
@@ -106,6 +108,7 @@ class IBStore:
         self.fatal: str | None = None  # why the session must end (the feeds end on it)
         self.events: queue.Queue = queue.Queue()  # for the broker: (kind, payload)
         self.pacer = HistoricalPacer()
+        self.unreported: dict[str, float] = {}  # execId -> arrival (monotonic), until its report
         self.wanted_account = account  # --account: one of several the login manages
         self.account = ""
         self.accounts: list[str] = []
@@ -319,9 +322,32 @@ class IBStore:
     def _on_exec(self, trade: Any, fill: Any) -> None:
         e = fill.execution
         payload = exec_payload(trade.order.orderRef or e.orderRef, fill, self.names)
+        self.unreported[e.execId] = time.monotonic()
         self.events.put(("exec", payload))
 
+    def _awaiting(self) -> bool:
+        now = time.monotonic()
+        return any(now - t < REPORT_WAIT for t in list(self.unreported.values()))
+
+    def await_reports(self, limit: float = BAR_REPORT_WAIT) -> None:
+        """Before a completed bar goes to the strategy: wait (at most ``limit`` s) for the
+        commission reports of executions that arrived before it. IB sends a commission report
+        a little after its execution and the broker applies a fill with its commission, so
+        without this the strategy could decide on a bar before that bar's fill is applied
+        (a backtest never does). Costs nothing when no report is due."""
+        deadline = time.monotonic() + limit
+        while self._awaiting() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def reports_due(self) -> bool:
+        """Whether reports of this session's orders are still to be applied: a commission
+        report IB has yet to send (a little after its execution; at most ``REPORT_WAIT`` s is
+        waited) or events the broker has not taken yet. A session ending with the replay
+        applies its last fills before it writes its report."""
+        return self._awaiting() or not self.events.empty()
+
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        self.unreported.pop(report.execId, None)
         self.events.put(("commission", {"exec_id": report.execId,
                                         "commission": report.commission,
                                         "realized_pnl": report.realizedPNL}))  # fmt: skip
