@@ -9,6 +9,8 @@ bars.
 
 from __future__ import annotations
 
+import time
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
@@ -94,6 +96,11 @@ def _run(tmp_path, name, frame, instrument, contract, plan, cash, limits=None):
         cerebro.setbroker(broker)
         cerebro.addstrategy(Plan, first_live=frame.index[HISTORY].date(), plan=plan)
         strategy = cerebro.run()[0]
+        # the last commission report may arrive after the replay's end: take it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(f["commission"] is None for f in journal.fills()):
+            time.sleep(0.05)
+            broker.next()
         snap = store.snapshot()
     finally:
         store.stop()
