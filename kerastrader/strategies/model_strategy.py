@@ -364,16 +364,16 @@ class ModelStrategy(bt.Strategy):
         sized = []
         for i, target, side_change in plans:
             d = self.datas[i]
-            shares = sizing.shares_for(target, equity, d.close[0], self.z["fractional"])
+            shares = sizing.shares_for(target, equity, self._unit_value(d), self.z["fractional"])
             delta = shares - self.getposition(d).size
             if delta:
                 sized.append((delta > 0, i, target, shares, side_change))
         # Buys beyond what the cash and this rebalance's sales pay for (at the decision
         # prices, keeping the buffer) are scaled down together, so none is refused for cash.
         held = {i: self.getposition(self.datas[i]).size for _, i, _, _, _ in sized}
-        cost = sum((sh - held[i]) * self.datas[i].close[0] for buy, i, _, sh, _ in sized if buy)
-        proceeds = sum((held[i] - sh) * self.datas[i].close[0]
-                       for buy, i, _, sh, _ in sized if not buy)  # fmt: skip
+        unit = {i: self._unit_value(self.datas[i]) for _, i, _, _, _ in sized}
+        cost = sum((sh - held[i]) * unit[i] for buy, i, _, sh, _ in sized if buy)
+        proceeds = sum((held[i] - sh) * unit[i] for buy, i, _, sh, _ in sized if not buy)
         available = self.broker.getcash() + proceeds - self.s["cash_buffer"] * value
         if cost > 0 and available < cost:
             scale = max(available, 0.0) / cost
@@ -384,9 +384,16 @@ class ModelStrategy(bt.Strategy):
         for _, i, target, shares, side_change in sorted(sized, key=lambda x: x[0]):
             self._trade(i, self.datas[i], target, shares, side_change)
 
+    def _unit_value(self, data) -> float:
+        """What one share or contract of ``data`` is worth at its close: the price times the
+        contract's multiplier (an ES future: 50; stocks, forex and file feeds: 1), so a
+        target weight buys the same exposure whatever the instrument."""
+        mult = getattr(self.broker.getcommissioninfo(data).p, "mult", 1.0) or 1.0
+        return data.close[0] * float(mult)
+
     def _weight(self, i: int, value: float) -> float:
         pos = self.getposition(self.datas[i])
-        return pos.size * self.datas[i].close[0] / value if value > 0 else 0.0
+        return pos.size * self._unit_value(self.datas[i]) / value if value > 0 else 0.0
 
     def _trade(self, i: int, data, target: float, shares: float, side_change: bool) -> None:
         price = data.close[0]
