@@ -288,3 +288,5 @@ def test_a_live_session_trades_the_timeframe_the_model_was_trained_on(trained):
 def test_a_simulated_session_reports_the_capital_it_sized_from(session):
     out, result = session
     assert result.metrics["run"]["capital"] == 100_000.0
+    page = (out / "report.html").read_text()
+    assert "<td>Capital</td><td>100,000.00 (the configured cash)</td>" in page

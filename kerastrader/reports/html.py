@@ -190,6 +190,9 @@ def render(page: Page) -> str:
         if bench_cum is not None and run.get("start_value") is not None
         else ""
     )
+    if run.get("capital") is not None:  # a paper session: what it sized from, and why
+        source = html.escape(str(run.get("capital_source") or ""))
+        rows.append(("Capital", f"{run['capital']:,.2f}" + (f" ({source})" if source else ""), ""))
     rows.append(("Final value", f"{run['final_value']:,.2f}", bench_final))
     rows.append(("Closed trades / fills", f"{run['trades']} / {run['fills']}", ""))
     if "rejections" in run:  # orders the broker refused (each sent again on the next bar)

@@ -356,6 +356,10 @@ def _write_files(cfg, out_dir, strategy, artifact, symbols, data_info, trade_sta
         extra_run={
             "mode": "paper",
             "capital": capital,
+            "capital_source": next(
+                (x["info"].get("source") for x in journal.sessions() if "capital" in x["info"]),
+                "the configured cash",
+            ),
             "model": str(artifact.path) if artifact.path else None,
             "warmup_bars": artifact.warmup,
             "symbols": symbols,
