@@ -23,6 +23,7 @@ and each :class:`Forecaster` keeps its own weights, loaded back before it predic
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ class _Slot:
         self.optimizer_initial = [v.numpy() for v in model.optimizer.variables]
         spec = tf.TensorSpec((None, window, k), tf.float32, name="x")
         self.call = tf.function(lambda x: model(x, training=False), input_signature=(spec,))
-        self.owner: int | None = None  # id of the Forecaster whose weights are loaded
+        self.owner: int | None = None  # token of the Forecaster whose weights are loaded
 
     def reset(self) -> None:
         self.model.set_weights(self.initial)
@@ -57,7 +58,9 @@ class _Slot:
         self.owner = None
 
 
-_SLOTS: dict[tuple, _Slot] = {}
+_SLOTS: dict[tuple, _Slot] = {}  # insertion-ordered: the oldest is dropped past MAX_SLOTS
+MAX_SLOTS = 8
+_TOKENS = itertools.count()
 
 
 def _slot(m: dict[str, Any], window: int, k: int, seed: int) -> _Slot:
@@ -80,6 +83,8 @@ def _slot(m: dict[str, Any], window: int, k: int, seed: int) -> _Slot:
             head=Head("regression"),
         )
         _SLOTS[key] = _Slot(model, window, k)
+        while len(_SLOTS) > MAX_SLOTS:
+            _SLOTS.pop(next(iter(_SLOTS)))
     slot = _SLOTS[key]
     slot.reset()
     return slot
@@ -96,6 +101,7 @@ class Forecaster:
     window: int
     residuals: np.ndarray  # (m, k): target - prediction, in returns
     info: dict[str, Any] = field(default_factory=dict)
+    token: int = field(default_factory=lambda: next(_TOKENS))
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Next-period returns (n, k) for windows (n, W, k) of returns: one batched call per
@@ -103,9 +109,9 @@ class Forecaster:
         x = ((np.asarray(windows, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
         out = []
         for j, slot in enumerate(self.slots):
-            if slot.owner != id(self):
+            if slot.owner != self.token:
                 slot.model.set_weights(self.weights[j])
-                slot.owner = id(self)
+                slot.owner = self.token
             z = np.asarray(slot.call(x), dtype=np.float64)[:, 0]
             out.append(z * self.std[j] + self.mean[j])
         return np.column_stack(out)
