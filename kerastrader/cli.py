@@ -226,12 +226,32 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if result.failed and result.failed == len(result.table) else 0
 
 
+def run_forecast_command(args: argparse.Namespace) -> int:
+    """Fit a sequence model on a book's periodic returns and forecast its paths; see
+    :mod:`kerastrader.forecast.runner` for the files it writes."""
+    from kerastrader.forecast.runner import run_forecast
+    from kerastrader.forecast.spec import load_forecast_config
+
+    cfg = load_forecast_config(args.config, list(args.overrides))
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-forecast"
+    page = run_forecast(cfg, out)
+    print(f"Forecast: {out / 'forecast.csv'}")
+    print(f"Report: {page}")
+    return 0
+
+
 def run_study_command(args: argparse.Namespace) -> int:
     """Run a published study's faithful, honest and one-mistake runs and write its page."""
     from kerastrader.studies.page import write_page
     from kerastrader.studies.runner import run_study
 
     if args.page:
+        index = Path(args.page) / "study.json"
+        if index.is_file() and '"kind": "forecast"' in index.read_text():  # study D
+            from kerastrader.forecast.study_page import write_page
         print(f"Study page: {write_page(args.page)}")
         return 0
     if not args.name:
@@ -314,7 +334,11 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
         description="kerastrader report RUN_DIR | kerastrader report compare RUN_DIR RUN_DIR ...",
     )
     report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directory (or 'compare')")
-    report.add_argument("--out", help="compare: the page to write (default runs/compare.html)")
+    report.add_argument(
+        "--out",
+        help="compare: the page to write, or a folder (no suffix) for compare.html "
+        "(default runs/compare.html)",
+    )
     report.add_argument("--no-figures", action="store_true", help="skip pyfolio's tear sheets")
     report.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     report.set_defaults(handler=run_report_command)
@@ -379,6 +403,16 @@ def build_parser(prog: str = "kerastrader") -> argparse.ArgumentParser:
                        help="override a value in every run (training.epochs=1)")  # fmt: skip
     study.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     study.set_defaults(handler=run_study_command)
+
+    forecast = sub.add_parser(
+        "forecast", help="forecast a book's value paths: point path, bands, rolling-origin errors"
+    )
+    forecast.add_argument("config", help="forecast TOML (e.g. examples/forecast.toml)")
+    forecast.add_argument("--out", help="the forecast's folder (default runs/<time>-forecast)")
+    forecast.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                          help="override a forecast config value (training.epochs=5)")  # fmt: skip
+    forecast.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    forecast.set_defaults(handler=run_forecast_command)
 
     ingest = sub.add_parser("ingest", help="validate a bar file and add it to the bar store")
     ingest.add_argument("source", help="CSV or Parquet file of bars")
