@@ -138,6 +138,17 @@ def test_order_numbers_and_run_id_survive_closing_and_reopening(tmp_path: Path) 
     again.close()
 
 
+def test_an_order_number_ib_has_seen_is_not_used_again(tmp_path: Path) -> None:
+    # Under normal durability a power loss can lose the last intents while IB has the orders:
+    # a restart that sees IB's refs numbers its next order after them.
+    with Journal(tmp_path / "session.sqlite", run_id="monday") as journal:
+        journal.record_order(journal.order_ref(1), "AAPL", "BUY", 1, "MKT")
+        journal.known_at_ib("monday:5")  # an open order or an execution IB reports
+        journal.known_at_ib("tuesday:9")  # another run's order: not ours to count
+        journal.known_at_ib("monday:3")
+        assert journal.next_order_number() == 6
+
+
 def test_a_new_run_id_on_reopening_numbers_its_orders_from_one(tmp_path: Path) -> None:
     path = tmp_path / "session.sqlite"
     with Journal(path, run_id="monday") as monday:

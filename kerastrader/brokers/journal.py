@@ -164,6 +164,15 @@ class Journal:
         """
         return f"{self.run_id}:{int(number)}"
 
+    def known_at_ib(self, ref: str) -> None:
+        """IB holds an order of this run (an open order or an execution naming ``ref``): later
+        numbers come after it, even when its own intent never reached the disk (``normal``
+        durability and a power loss), so no number IB has seen is used twice."""
+        run, _, number = str(ref).rpartition(":")
+        if run == self.run_id and number.isdigit():
+            with self._lock:
+                self._last_number = max(self._last_number, int(number))
+
     def next_order_number(self) -> int:
         """1 + the highest order number this run has recorded (so it survives a restart)."""
         with self._lock:

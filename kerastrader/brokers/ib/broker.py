@@ -136,6 +136,7 @@ class IBBroker(bt.BrokerBase):
         for f in snap["fills"]:
             if not str(f["ref"] or "").startswith(prefix):
                 continue
+            self.journal.known_at_ib(f["ref"])
             when = _when(f.get("time"))
             new = self.journal.record_fill(
                 f["exec_id"], f["ref"], f["symbol"], when, f["shares"], f["price"]
@@ -170,6 +171,7 @@ class IBBroker(bt.BrokerBase):
             ref = str(o["ref"] or "")
             if not ref.startswith(prefix):
                 continue
+            self.journal.known_at_ib(ref)
             self.journal.record_status(ref, o["status"])
             if ref not in self.orders and ref not in self.adopted and o["symbol"] in by_name:
                 # Working at IB from before this process (a restart): its fills count here.
