@@ -232,6 +232,11 @@ def test_image_input_with_a_feature_the_model_lacks_is_a_clear_config_error(orcl
         train(orcl_slice, cfg, {})
 
 
+def test_image_models_shared_across_instruments_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match="needs portfolio.models = 'per_instrument'"):
+        load_config(None, ["model.kind=cnn2d", "model.input=image", 'data.symbols=["A", "B"]'])
+
+
 def test_correlation_images_are_reported_as_not_implemented():
     with pytest.raises(ConfigError, match="not implemented yet"):
         load_config(None, ["model.kind=cnn2d", "model.input=image", "image.kind=correlation"])
