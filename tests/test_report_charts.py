@@ -167,3 +167,40 @@ def test_a_chart_div_names_no_address_and_turns_off_the_logo():
     div = figure_div(rolling_metrics_chart(returns, 60), "r")
     assert "http://" not in div and "https://" not in div
     assert '"displaylogo": false' in div and 'id="r"' in div
+
+
+@pytest.fixture(scope="module")
+def forecast_dir(tmp_path_factory) -> Path:
+    """A tiny ``kerastrader forecast`` on the simulated book (no shared data needed)."""
+    from tests.test_forecast import assumptions_config
+
+    tmp = tmp_path_factory.mktemp("forecast")
+    assert main(["forecast", str(assumptions_config(tmp)), "--out", str(tmp / "run"), "-q"]) == 0
+    return tmp / "run"
+
+
+def test_forecast_page_fan_chart_renders_with_no_network(browser_exe, forecast_dir):
+    seen = browse(browser_exe, forecast_dir / "forecast.html", script=TRACES)
+    assert_charts_drawn(seen, {"fan"})
+    rows = _rows(forecast_dir / "forecast.csv")
+    path = {t["name"]: t for t in seen["result"]["fan"]}["point path"]
+    assert [x[:10] for x in path["x"]] == [r["date"][:10] for r in rows]
+    assert np.allclose(path["y"], [float(r["point"]) for r in rows], rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def forecast_study_dir(tmp_path_factory) -> Path:
+    """Study D's faithful run shrunk (simulated book: no shared data); its page."""
+    from kerastrader.studies.runner import run_study
+
+    out = tmp_path_factory.mktemp("study_d")
+    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
+              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
+    run_study("d", out=out, overrides=shrink, only=["faithful"])
+    return out
+
+
+def test_forecast_study_page_charts_render_with_no_network(browser_exe, forecast_study_dir):
+    seen = browse(browser_exe, forecast_study_dir / "study.html")
+    assert_charts_drawn(seen, {"fan_0"})
+    assert (forecast_study_dir / "study.html").stat().st_size < 2_000_000
