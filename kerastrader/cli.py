@@ -248,10 +248,7 @@ def run_study_command(args: argparse.Namespace) -> int:
     from kerastrader.studies.page import write_page
     from kerastrader.studies.runner import run_study
 
-    if args.page:
-        index = Path(args.page) / "study.json"
-        if index.is_file() and '"kind": "forecast"' in index.read_text():  # study D
-            from kerastrader.forecast.study_page import write_page
+    if args.page:  # write_page picks the page builder of the study's kind (study D: forecast)
         print(f"Study page: {write_page(args.page)}")
         return 0
     if not args.name:

@@ -207,3 +207,51 @@ def test_study_d_forecast_page_numbers_come_from_its_run_files(tmp_path):
     write_forecast_study_page(tmp_path)
     cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(tmp_path)}
     assert cells[("honest/forecast.json", "forecast.point_annual_return")] == "43.21%"
+
+
+@pytest.fixture(scope="module")
+def forecast_study(tmp_path_factory) -> Path:
+    """Study D's faithful run shrunk: the simulated book, so no shared data is needed."""
+    from kerastrader.studies.runner import run_study
+
+    out = tmp_path_factory.mktemp("study_d")
+    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
+              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
+    run_study("d", out=out, overrides=shrink, only=["faithful"])
+    return out
+
+
+def test_write_page_on_a_forecast_study_builds_the_forecast_study_page(forecast_study, tmp_path):
+    """kerastrader.studies.page.write_page picks the page of the study's kind (study D)."""
+    import shutil
+
+    root = shutil.copytree(forecast_study, tmp_path / "d")
+    (root / "study.html").unlink()
+    path = root / "faithful" / "forecast.json"
+    doc = json.loads(path.read_text())
+    doc["forecast"]["point_annual_return"] = 0.4321
+    path.write_text(json.dumps(doc))
+    assert write_page(root) == root / "study.html"
+    assert 'href="faithful/forecast.html"' in (root / "study.html").read_text()
+    cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(root)}
+    assert cells[("faithful/forecast.json", "forecast.point_annual_return")] == "43.21%"
+
+
+def test_study_page_command_rebuilds_a_forecast_study(forecast_study, tmp_path, capsys):
+    import shutil
+
+    from kerastrader.cli import main
+
+    root = shutil.copytree(forecast_study, tmp_path / "d")
+    (root / "study.html").unlink()
+    assert main(["study", "--page", str(root)]) == 0
+    assert f"Study page: {root / 'study.html'}" in capsys.readouterr().out
+    assert 'href="faithful/forecast.html"' in (root / "study.html").read_text()
+
+
+def test_study_page_of_a_folder_that_is_not_a_study_is_one_line(tmp_path, capsys):
+    from kerastrader.cli import main
+
+    assert main(["study", "--page", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no study.json" in err[0] and str(tmp_path) in err[0]

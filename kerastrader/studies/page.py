@@ -355,9 +355,24 @@ def _equity_chart(root: Path, runs: dict[str, _Run], main: list[_Run | None]) ->
     ]  # fmt: skip
 
 
+def study_kind(root: Path) -> str:
+    """The study's kind as its ``study.json`` records it: ``"forecast"`` for a study whose runs
+    are forecasts (study D), else ``"backtest"``; the two have different pages."""
+    index = root / "study.json"
+    if not index.is_file():
+        raise KerastraderError(f"{root}: no study.json (not a study's folder)")
+    return str(json.loads(index.read_text()).get("kind", "backtest"))
+
+
 def write_page(root: str | Path) -> Path:
-    """(Re)write ``<root>/study.html`` from the study's files."""
+    """(Re)write ``<root>/study.html`` from the study's files, with the page builder of the
+    study's kind (a forecast study's page is :mod:`kerastrader.forecast.study_page`), so one
+    call rebuilds any study's page."""
     root = Path(root)
+    if study_kind(root) == "forecast":
+        from kerastrader.forecast.study_page import write_page as write_forecast_page
+
+        return write_forecast_page(root)
     out = root / PAGE
     out.write_text(render(root))
     return out
