@@ -31,18 +31,28 @@ NEW_YORK = ZoneInfo("US/Eastern")
 SLIP = 5 / 1e4
 
 
-def make_bars(n: int = HISTORY + DAYS, start: float = 100.0) -> pd.DataFrame:
-    close = start + 0.5 * np.arange(n)
+def rising_bars(
+    n: int, start: float, step: float, offsets: tuple[float, float, float], volume: float
+) -> pd.DataFrame:
+    """``n`` business days from 2014-01-02 of a steady rise: close = start + step i, and the
+    open, high and low at fixed ``offsets`` (added) from the close; a constant volume."""
+    close = start + step * np.arange(n)
+    open_, high, low = offsets
     return pd.DataFrame(
         {
-            "open": close - 0.2,
-            "high": close + 1.0,
-            "low": close - 1.2,
+            "open": close + open_,
+            "high": close + high,
+            "low": close + low,
             "close": close,
-            "volume": np.full(n, 1_000_000.0),
+            "volume": np.full(n, volume),
         },
         index=pd.bdate_range("2014-01-02", periods=n),
     )
+
+
+def make_bars(n: int = HISTORY + DAYS, start: float = 100.0) -> pd.DataFrame:
+    """close = start + 0.5 i, open = close - 0.2, high = close + 1, low = close - 1.2."""
+    return rising_bars(n, start, 0.5, (-0.2, 1.0, -1.2), 1_000_000.0)
 
 
 def session_day(i: int) -> dt.date:
@@ -55,16 +65,15 @@ def at(day: dt.date, clock: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.fromisoformat(clock), tzinfo=NEW_YORK)
 
 
-@pytest.fixture
-def gateways() -> Iterator[Callable[..., SimulatedGateway]]:
-    """Start IB-like gateways on free ports (``ib=`` fields and gateway arguments as keywords;
-    ``history`` defaults to ``HISTORY``); stop them after."""
+def started_gateways(
+    build: Callable[..., SimulatedGateway],
+) -> Iterator[Callable[..., SimulatedGateway]]:
+    """For a ``gateways`` fixture: yields ``start(...)``, which builds a gateway with
+    ``build(...)`` and starts it on a free port; every gateway started stops after the test."""
     started: list[SimulatedGateway] = []
 
-    def start(bars: dict[str, pd.DataFrame] | None = None, **kwargs: Any) -> SimulatedGateway:
-        ib_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in IBLike.__dataclass_fields__}
-        kwargs.setdefault("history", HISTORY)
-        gateway = SimulatedGateway(bars or {"AAA": make_bars()}, ib=IBLike(**ib_fields), **kwargs)
+    def start(*args: Any, **kwargs: Any) -> SimulatedGateway:
+        gateway = build(*args, **kwargs)
         gateway.start()
         started.append(gateway)
         return gateway
@@ -72,6 +81,20 @@ def gateways() -> Iterator[Callable[..., SimulatedGateway]]:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+def ib_like(bars: dict[str, pd.DataFrame] | None = None, **kwargs: Any) -> SimulatedGateway:
+    """An IB-like gateway: ``ib=`` fields and gateway arguments as keywords (``history``
+    defaults to ``HISTORY``, the bars to ``make_bars()`` as AAA)."""
+    ib_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in IBLike.__dataclass_fields__}
+    kwargs.setdefault("history", HISTORY)
+    return SimulatedGateway(bars or {"AAA": make_bars()}, ib=IBLike(**ib_fields), **kwargs)
+
+
+@pytest.fixture
+def gateways() -> Iterator[Callable[..., SimulatedGateway]]:
+    """Start IB-like gateways (``ib_like``'s arguments) on free ports; stop them after."""
+    yield from started_gateways(ib_like)
 
 
 def session(gateway: SimulatedGateway, scenario: Callable[[IB], Awaitable[Any]]) -> Any:

@@ -10,17 +10,15 @@ a live ``U`` account is refused unless the session opted in with ``live``.
 
 from __future__ import annotations
 
-import backtrader as bt
 import pytest
 
-from kerastrader.brokers.ib.broker import IBBroker, PositionMismatch
-from kerastrader.brokers.ib.feed import IBData
+from kerastrader.brokers.ib.broker import PositionMismatch
 from kerastrader.brokers.ib.store import IBStore
-from kerastrader.brokers.journal import Journal
 from kerastrader.brokers.safety import LiveTradingRefused
 from kerastrader.errors import KerastraderError
 from tests import iblike
 from tests.iblike import HISTORY
+from tests.ibsession import live_run
 
 gateways = iblike.gateways  # the fixture
 
@@ -73,23 +71,10 @@ def test_a_session_on_the_other_account_stops_on_its_position(gateways, tmp_path
     """The positions the broker checks are the chosen account's: 100 AAA there, none in the
     journal, so the session stops (the stated rule) instead of trading."""
     gateway = gateways(account=OURS, other_accounts=OTHER)
-    host, port = gateway.address
-    store = IBStore(host, port, client_id=1, lockstep=True, account=THEIRS)
-    journal = Journal(tmp_path / "journal.sqlite")
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=5,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Days, compression=1, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        cerebro.setbroker(IBBroker(store=store, journal=journal, datas=[data]))
-        cerebro.addstrategy(bt.Strategy)
-        mismatch = f"AAA: the journal holds 0, .*{THEIRS} holds 100"
-        with pytest.raises(PositionMismatch, match=mismatch):
-            cerebro.run()
-    finally:
-        store.stop()
+    mismatch = f"AAA: the journal holds 0, .*{THEIRS} holds 100"
+    with pytest.raises(PositionMismatch, match=mismatch):
+        live_run(gateway, tmp_path / "journal.sqlite", daily=True,
+                 store_kwargs={"account": THEIRS})  # fmt: skip
 
 
 def test_a_financial_advisor_paper_login_is_paper_and_trades_its_du_account(gateways) -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import backtrader as bt
 import pytest
 
-from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
-from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from kerastrader.errors import KerastraderError
 from kerastrader.strategies.sizing import shares_for
 from tests import iblike
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_run
 
 gateways = iblike.gateways  # the fixture
 ACCOUNT_CASH = 1_000_000.0
@@ -43,23 +41,10 @@ class HalfIn(bt.Strategy):
 
 
 def _session(gateway, tmp_path, capital):
-    host, port = gateway.address
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(tmp_path / "journal.sqlite")
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=5,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Days, compression=1, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data], capital=capital)
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(HalfIn, first_live=make_bars().index[HISTORY].date())
-        strategy = cerebro.run()[0]
-        return strategy, broker, journal
-    finally:
-        store.stop()
+    live = live_run(gateway, tmp_path / "journal.sqlite", HalfIn, daily=True,
+                    broker_kwargs={"capital": capital},
+                    strategy_kwargs={"first_live": make_bars().index[HISTORY].date()})  # fmt: skip
+    return live.strategy, live.broker, live.journal
 
 
 def _stated(journal: Journal) -> dict:

@@ -11,19 +11,17 @@ and the journal are the same, to the cent, as a hand computation from IB's fill 
 from __future__ import annotations
 
 import queue
-import time
 from typing import Any
 
 import backtrader as bt
 import pytest
 
 from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_session, settle
 
 CASH = 100_000.0
 # By hand, from tests/iblike.py's bars (close = 100 + 0.5 i, open = close - 0.2) and the
@@ -73,38 +71,29 @@ class Arrivals(queue.Queue):
         super().put(item, block, timeout)
 
 
+def _all_reported(journal: Journal, arrivals: Arrivals) -> bool:
+    """Both fills journaled, each with its commission, and both Filled statuses arrived."""
+    fills = journal.fills()
+    filled = sum(kind == "filled" for kind, _ in arrivals.seen)
+    return len(fills) >= 2 and all(f["commission"] is not None for f in fills) and filled >= 2
+
+
 def _session(tmp_path, report_order: str) -> tuple[IBBroker, Journal, list[tuple[str, str]]]:
     frame = make_bars(HISTORY + 3)
     ib = IBLike(lockstep_seconds=86_400, report_order=report_order, commission_delay=0.2)
     gateway = SimulatedGateway({"AAA": frame}, history=HISTORY, ib=ib)
-    host, port = gateway.start()
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    store.events = arrivals = Arrivals()
-    journal = Journal(tmp_path / "journal.sqlite")
+    gateway.start()
+    arrivals = Arrivals()
     try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=5,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Days, compression=1, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data], cash=CASH)
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(RoundTrip, first_live=frame.index[HISTORY].date())
-        cerebro.run()
-        # the last report may still be on its way when the replay ends: take what comes
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (
-            len(journal.fills()) < 2
-            or any(f["commission"] is None for f in journal.fills())
-            or sum(kind == "filled" for kind, _ in arrivals.seen) < 2
-        ):
-            time.sleep(0.05)
-            broker.next()
+        with live_session(gateway, tmp_path / "journal.sqlite", RoundTrip, daily=True,
+                          events=arrivals, broker_kwargs={"cash": CASH},
+                          strategy_kwargs={"first_live": frame.index[HISTORY].date()},
+                          ) as live:  # fmt: skip
+            # the last report may still be on its way when the replay ends: take what comes
+            settle(live, lambda: _all_reported(live.journal, arrivals))
     finally:
-        store.stop()
         gateway.stop()
-    return broker, journal, arrivals.seen
+    return live.broker, live.journal, arrivals.seen
 
 
 @pytest.mark.parametrize("report_order", ["status_first", "commission_first"])

@@ -17,14 +17,12 @@ import pandas as pd
 import pytest
 
 from kerastrader.brokers.costs import configure_broker
-from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData, history_request
+from kerastrader.brokers.ib.feed import history_request
 from kerastrader.brokers.ib.hours import ExchangeHours, parse_hours
 from kerastrader.brokers.ib.simulator import DEFAULT_BROKER, SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
-from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_run
 
 NEW_YORK = ZoneInfo("US/Eastern")
 LIVE_DAYS = 4
@@ -68,23 +66,13 @@ def test_a_daily_session_decides_once_per_day_and_fills_as_its_backtest(tmp_path
     first_live = frame.index[HISTORY].date()
     gateway = SimulatedGateway({"AAA": frame}, history=HISTORY,
                                ib=IBLike(lockstep_seconds=86_400))  # fmt: skip
-    host, port = gateway.start()
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(tmp_path / "journal.sqlite")
+    gateway.start()
     try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=5,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Days, compression=1, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data])
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(Daily, first_live=first_live)
-        live = cerebro.run()[0]
+        ran = live_run(gateway, tmp_path / "journal.sqlite", Daily, daily=True,
+                       strategy_kwargs={"first_live": first_live})  # fmt: skip
     finally:
-        store.stop()
         gateway.stop()
+    live, journal = ran.strategy, ran.journal
     days = [d.date() for d in frame.index[HISTORY:]]
     assert live.decisions == dict.fromkeys(days, 1)  # one decision per session, at its close
     bars = journal.bars("AAA")

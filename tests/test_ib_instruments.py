@@ -9,21 +9,16 @@ bars.
 
 from __future__ import annotations
 
-import time
-
 import backtrader as bt
-import numpy as np
 import pandas as pd
 import pytest
 
-from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
 from kerastrader.brokers.ib.store import HistoryRefused, IBStore
-from kerastrader.brokers.journal import Journal
 from kerastrader.brokers.safety import Limits
-from tests.iblike import HISTORY
+from tests.iblike import HISTORY, rising_bars
+from tests.ibsession import live_session, settle
 
 ES = {"secType": "FUT", "exchange": "CME", "multiplier": "50", "minTick": 0.25,
       "lastTradeDateOrContractMonth": "20140321", "localSymbol": "ESH4",
@@ -34,22 +29,12 @@ EURUSD = {"secType": "CASH", "symbol": "EUR", "currency": "USD", "exchange": "ID
 
 def es_bars(n: int) -> pd.DataFrame:
     """close = 1800 + 2 i, open = close - 1, high = close + 3, low = close - 4 (on the grid)."""
-    close = 1800.0 + 2.0 * np.arange(n)
-    return pd.DataFrame(
-        {"open": close - 1, "high": close + 3, "low": close - 4, "close": close,
-         "volume": np.full(n, 100_000.0)},
-        index=pd.bdate_range("2014-01-02", periods=n),
-    )  # fmt: skip
+    return rising_bars(n, 1800.0, 2.0, (-1.0, 3.0, -4.0), 100_000.0)
 
 
 def fx_bars(n: int) -> pd.DataFrame:
     """close = 1.1 + 0.0005 i, open = close - 0.0002, high = close + 0.001, low = close - 0.0012."""
-    close = 1.1 + 0.0005 * np.arange(n)
-    return pd.DataFrame(
-        {"open": close - 0.0002, "high": close + 0.001, "low": close - 0.0012, "close": close,
-         "volume": np.full(n, 1e8)},
-        index=pd.bdate_range("2014-01-02", periods=n),
-    )  # fmt: skip
+    return rising_bars(n, 1.1, 0.0005, (-0.0002, 0.001, -0.0012), 1e8)
 
 
 class Plan(bt.Strategy):
@@ -81,31 +66,19 @@ def _run(tmp_path, name, frame, instrument, contract, plan, cash, limits=None):
     gateway = SimulatedGateway({name: frame}, history=HISTORY, cash=cash,
                                instruments={name: instrument},
                                ib=IBLike(lockstep_seconds=86_400))  # fmt: skip
-    host, port = gateway.start()
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(tmp_path / "journal.sqlite")
+    gateway.start()
     try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=contract(store.mod), warmup=5, bar_seconds=5,
-                      end=gateway.finished, journal=journal, timeframe=bt.TimeFrame.Days,
-                      compression=1, name=name)  # fmt: skip
-        cerebro.adddata(data, name=name)
-        broker = IBBroker(store=store, journal=journal, datas=[data], cash=cash,
-                          limits=limits or Limits())  # fmt: skip
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(Plan, first_live=frame.index[HISTORY].date(), plan=plan)
-        strategy = cerebro.run()[0]
-        # the last commission report may arrive after the replay's end: take it
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(f["commission"] is None for f in journal.fills()):
-            time.sleep(0.05)
-            broker.next()
-        snap = store.snapshot()
+        with live_session(gateway, tmp_path / "journal.sqlite", Plan, contract=contract,
+                          name=name, daily=True,
+                          broker_kwargs={"cash": cash, "limits": limits or Limits()},
+                          strategy_kwargs={"first_live": frame.index[HISTORY].date(),
+                                           "plan": plan}) as live:  # fmt: skip
+            # the last commission report may arrive after the replay's end: take it
+            settle(live, lambda: all(f["commission"] is not None for f in live.journal.fills()))
+            snap = live.store.snapshot()
     finally:
-        store.stop()
         gateway.stop()
-    return strategy, broker, journal, gateway, snap
+    return live.strategy, live.broker, live.journal, gateway, snap
 
 
 def future(mod):

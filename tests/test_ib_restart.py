@@ -13,12 +13,11 @@ import backtrader as bt
 import pytest
 
 from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_run
 
 CASH = 100_000.0
 
@@ -44,24 +43,10 @@ class Bracket(bt.Strategy):
 
 
 def _session(gateway: SimulatedGateway, path, bracket: bool) -> tuple[IBBroker, Journal]:
-    host, port = gateway.address
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(path)
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=20,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Minutes, compression=30, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data], cash=CASH)
-        cerebro.setbroker(broker)
-        first = make_bars().index[HISTORY].date()
-        cerebro.addstrategy(Bracket, first_live=first, bracket=bracket)
-        cerebro.run()
-        return broker, journal
-    finally:
-        store.stop()
+    first = make_bars().index[HISTORY].date()
+    live = live_run(gateway, path, Bracket, broker_kwargs={"cash": CASH},
+                    strategy_kwargs={"first_live": first, "bracket": bracket})  # fmt: skip
+    return live.broker, live.journal
 
 
 def test_a_restart_adopts_the_working_bracket_and_applies_its_fill_the_next_day(

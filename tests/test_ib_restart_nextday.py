@@ -16,13 +16,10 @@ import datetime as dt
 import backtrader as bt
 import pytest
 
-from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
-from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, NEW_YORK, at, make_bars, session, session_day
+from tests.ibsession import live_run
 
 CASH = 100_000.0
 TAKE_PROFIT = 106.3  # above day 1's high (106), below day 2's (106.5)
@@ -61,23 +58,9 @@ class Bracket(bt.Strategy):
 
 
 def _session(gateway: SimulatedGateway, path, bracket: bool, first_live: dt.date):
-    host, port = gateway.address
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(path)
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=20,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Minutes, compression=30, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data], cash=CASH)
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(Bracket, first_live=first_live, bracket=bracket)
-        strategy = cerebro.run()[0]
-        return strategy, broker, journal
-    finally:
-        store.stop()
+    live = live_run(gateway, path, Bracket, broker_kwargs={"cash": CASH},
+                    strategy_kwargs={"first_live": first_live, "bracket": bracket})  # fmt: skip
+    return live.strategy, live.broker, live.journal
 
 
 async def _executions(ib) -> list:

@@ -17,16 +17,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-import backtrader as bt
 import pytest
 
 from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.scenarios import IBLike
-from kerastrader.brokers.ib.store import IBStore
 from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASH = 100_000.0
@@ -34,11 +32,8 @@ CASH = 100_000.0
 DYING_SESSION = """
 import os
 import backtrader as bt
-from kerastrader.brokers.ib.broker import IBBroker
-from kerastrader.brokers.ib.feed import IBData
-from kerastrader.brokers.ib.store import IBStore
-from kerastrader.brokers.journal import Journal
 from tests.iblike import HISTORY, make_bars
+from tests.ibsession import live_run
 
 class BracketThenDie(bt.Strategy):
     def __init__(self):
@@ -55,40 +50,15 @@ class BracketThenDie(bt.Strategy):
         if self.live == 4:
             os._exit(0)  # no close, no flush, no atexit: as a crash leaves it
 
-store = IBStore({host!r}, {port}, client_id=1, lockstep=True)
-journal = Journal({path!r})
-store.start()
-cerebro = bt.Cerebro(stdstats=False)
-data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=20,
-              bar_seconds=5, journal=journal, timeframe=bt.TimeFrame.Minutes,
-              compression=30, name="AAA")
-cerebro.adddata(data, name="AAA")
-cerebro.setbroker(IBBroker(store=store, journal=journal, datas=[data], cash={cash}))
-cerebro.addstrategy(BracketThenDie)
-cerebro.run()
+live_run(({host!r}, {port}), {path!r}, BracketThenDie, broker_kwargs={{"cash": {cash}}})
 raise SystemExit("the session should have died on its fourth live bar")
 """
 
 
 def restarted_session(gateway: SimulatedGateway, path: Path) -> tuple[IBBroker, Journal]:
     """Session 2: same journal and client id, no strategy orders, to the gateway's end."""
-    host, port = gateway.address
-    store = IBStore(host, port, client_id=1, lockstep=True)
-    journal = Journal(path)
-    try:
-        store.start()
-        cerebro = bt.Cerebro(stdstats=False)
-        data = IBData(store=store, contract=store.mod.Stock("AAA", "SMART", "USD"), warmup=20,
-                      bar_seconds=5, end=gateway.finished, journal=journal,
-                      timeframe=bt.TimeFrame.Minutes, compression=30, name="AAA")  # fmt: skip
-        cerebro.adddata(data, name="AAA")
-        broker = IBBroker(store=store, journal=journal, datas=[data], cash=CASH)
-        cerebro.setbroker(broker)
-        cerebro.addstrategy(bt.Strategy)
-        cerebro.run()
-        return broker, journal
-    finally:
-        store.stop()
+    live = live_run(gateway, path, broker_kwargs={"cash": CASH})
+    return live.broker, live.journal
 
 
 def test_a_session_dying_after_its_bracket_is_recovered_by_order_ref(tmp_path) -> None:
