@@ -21,6 +21,7 @@ from kerastrader.models.scaler import FittedScaler
 from kerastrader.models.windows import make_windows, window_ends
 from tests.conftest import ROOT, random_walk_bars, tiny_config
 from tests.test_indicator import Counting, run
+from tests.test_shared_indicator_parity import run as run_shared
 
 KINDS = ("candles", "gaf", "recurrence")
 FEATURES = ["logret_1", "rsi_14", "volume_z_20"]
@@ -232,9 +233,24 @@ def test_image_input_with_a_feature_the_model_lacks_is_a_clear_config_error(orcl
         train(orcl_slice, cfg, {})
 
 
-def test_image_models_shared_across_instruments_are_refused_in_one_line():
-    with pytest.raises(ConfigError, match="needs portfolio.models = 'per_instrument'"):
-        load_config(None, ["model.kind=cnn2d", "model.input=image", 'data.symbols=["A", "B"]'])
+def test_a_shared_image_model_draws_every_instruments_windows_alike_in_both_passes(
+    orcl_slice, tmp_path_factory
+):
+    # One cnn2d model over two instruments: the shared indicator's vectorised pass (one call
+    # for both) and its bar-by-bar pass give each instrument's own KerasIndicator numbers.
+    art = image_model("candles", orcl_slice, tmp_path_factory).loaded
+    walk = random_walk_bars(len(orcl_slice), seed=3)
+    walk.index = orcl_slice.index
+    book = [orcl_slice, walk]
+    once = run_shared(book, art, runonce=True)
+    step = run_shared(book, art, runonce=False)
+    for i, bars in enumerate(book):
+        alone, _ = run(bars, art, runonce=True)
+        shared_once = np.asarray(once.lines[i].array[: len(bars)])
+        shared_step = np.asarray(step.lines[i].array[: len(bars)])
+        assert np.isfinite(shared_once[art.warmup :]).all()
+        np.testing.assert_allclose(shared_once, alone, atol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(shared_step, alone, atol=1e-5, equal_nan=True)
 
 
 def test_correlation_images_are_reported_as_not_implemented():

@@ -313,12 +313,6 @@ def check_config(cfg: Mapping[str, Mapping[str, Any]]) -> None:
         return
     if m["autoencoder"]:
         raise ConfigError("model.autoencoder works on feature rows, not with model.input = 'image'")
-    symbols = cfg.get("data", {}).get("symbols", [])
-    if (len(symbols) > 1 or "*" in symbols) and cfg["portfolio"]["models"] == "shared":
-        raise ConfigError(
-            "model.input = 'image' with several instruments needs portfolio.models = "
-            "'per_instrument': the shared model's vectorised pass does not draw images yet"
-        )
     if m.get("pool", 2) < 0:
         raise ConfigError("model.pool must not be negative (0 or 1: no pooling)")
     check_image_config(cfg["image"], int(m["window"]))

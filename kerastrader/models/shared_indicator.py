@@ -199,6 +199,10 @@ class _SharedBase(bt.Indicator):
             if len(ends) == 0:
                 continue
             x = make_windows(art.scaler.transform(part), ends, art.window)
+            if art.image is not None:  # every window drawn in one pass (models/images.py)
+                raw = {c: np.asarray(getattr(feed.data, c).array[lo:hi], dtype=np.float64)
+                       for c in art.image.columns}  # fmt: skip
+                x = art.image.model_inputs(x, raw, ends)
             yield int(k), ends + lo, x
 
     # -- bar-by-bar pass -------------------------------------------------------------------
