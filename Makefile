@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_portfolio.py
 	$(PY) benchmarks/bench_paper.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_images.py
 
 clean:
 	rm -rf $(VENV) runs
