@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ from kerastrader.brokers.ib.wire import (
     parse_version_range,
     split_payload,
 )
+from tests import iblike
+from tests.iblike import session, started_gateways
 
 HISTORY = 60
 REPLAY = 40
@@ -58,50 +60,19 @@ COMMISSION = 0.001
 
 
 def make_bars(n: int = HISTORY + REPLAY, start: float = 100.0) -> pd.DataFrame:
-    """Daily bars rising 0.5 a day: easy to reason about which price each order meets."""
-    close = start + 0.5 * np.arange(n)
-    return pd.DataFrame(
-        {
-            "open": close - 0.2,
-            "high": close + 1.0,
-            "low": close - 1.2,
-            "close": close,
-            "volume": np.full(n, 1_000_000.0),
-        },
-        index=pd.bdate_range("2014-01-02", periods=n),
-    )
+    """Daily bars rising 0.5 a day (``tests/iblike.py``'s): easy to reason about which price
+    each order meets."""
+    return iblike.make_bars(n, start)
+
+
+def _gateway(bars: dict[str, pd.DataFrame] | None = None, **kwargs: Any) -> SimulatedGateway:
+    return SimulatedGateway(bars or {"AAA": make_bars()}, history=HISTORY, **kwargs)
 
 
 @pytest.fixture
 def gateways() -> Iterator[Callable[..., SimulatedGateway]]:
     """Start gateways on free ports; stop them all after the test."""
-    started: list[SimulatedGateway] = []
-
-    def start(bars: dict[str, pd.DataFrame] | None = None, **kwargs: Any) -> SimulatedGateway:
-        gateway = SimulatedGateway(bars or {"AAA": make_bars()}, history=HISTORY, **kwargs)
-        gateway.start()
-        started.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in started:
-        gateway.stop()
-
-
-def session(gateway: SimulatedGateway, scenario: Callable[[IB], Awaitable[Any]]) -> Any:
-    """Connect a fresh ib_async client with clientId 1, run the scenario, disconnect."""
-    assert gateway.address is not None
-    host, port = gateway.address
-
-    async def main() -> Any:
-        ib = IB()
-        await ib.connectAsync(host, port, clientId=1, timeout=10)
-        try:
-            return await scenario(ib)
-        finally:
-            ib.disconnect()
-
-    return asyncio.run(main())
+    yield from started_gateways(_gateway)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
