@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 from kerastrader.studies.page import fmt_value, lookup
 from tests.conftest import shared_file
+from tests.test_studies import Cells
 
 SLICE = Path(__file__).parent / "data" / "forecast"  # the four shared files, 2022-01 .. 2023-06
 WEIGHTS = {"SPY": 0.40, "AGG": 0.45, "XLE": 0.05, "XLF": 0.10}
@@ -239,29 +239,8 @@ def test_cli_writes_forecast_csv_paths_parquet_and_the_page(cli_run):
     assert page.count("<script>window.PlotlyConfig") == 1
 
 
-class _Cells(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: list[tuple[dict[str, str], str]] = []
-        self._open: dict[str, str] | None = None
-        self._text = ""
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "td":
-            self._open, self._text = dict(attrs), ""
-
-    def handle_data(self, data):
-        if self._open is not None:
-            self._text += data
-
-    def handle_endtag(self, tag):
-        if tag == "td" and self._open is not None:
-            self.cells.append((self._open, self._text.strip()))
-            self._open = None
-
-
 def test_forecast_page_numbers_are_read_from_forecast_json(cli_run):
-    parser = _Cells()
+    parser = Cells()
     parser.feed((cli_run / "forecast.html").read_text())
     doc = json.loads((cli_run / "forecast.json").read_text())
     checked = 0

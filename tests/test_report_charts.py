@@ -191,13 +191,9 @@ def test_forecast_page_fan_chart_renders_with_no_network(browser_exe, forecast_d
 @pytest.fixture(scope="module")
 def forecast_study_dir(tmp_path_factory) -> Path:
     """Study D's faithful run shrunk (simulated book: no shared data); its page."""
-    from kerastrader.studies.runner import run_study
+    from tests.test_studies import tiny_study_d
 
-    out = tmp_path_factory.mktemp("study_d")
-    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
-              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
-    run_study("d", out=out, overrides=shrink, only=["faithful"])
-    return out
+    return tiny_study_d(tmp_path_factory)
 
 
 def test_forecast_study_page_charts_render_with_no_network(browser_exe, forecast_study_dir):

@@ -26,10 +26,13 @@ SHRINK = [
     'selection.method=""',
     'tuning.algorithm=""',
 ]
+#: Study D's forecasts shrunk (1 epoch, 4 units, few paths, one rolling origin).
+SHRINK_D = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
+            "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
 
 
-class _Cells(HTMLParser):
-    """Every <td> with its attributes and text."""
+class Cells(HTMLParser):
+    """Every <td> with its attributes and text (the forecast page's test reads cells too)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,7 +55,7 @@ class _Cells(HTMLParser):
 
 
 def page_cells(root: Path) -> list[tuple[dict[str, str], str]]:
-    parser = _Cells()
+    parser = Cells()
     parser.feed((root / "study.html").read_text())
     return parser.cells
 
@@ -183,9 +186,8 @@ def test_study_d_forecast_page_numbers_come_from_its_run_files(tmp_path):
     from tests.conftest import shared_file
 
     shared_file("agg-daily.csv")  # the honest run's book: SPY/AGG/XLE/XLF
-    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
-              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
-    page = run_study("d", out=tmp_path, overrides=shrink, only=["faithful", "honest", "stated_vol"])
+    only = ["faithful", "honest", "stated_vol"]
+    page = run_study("d", out=tmp_path, overrides=SHRINK_D, only=only)
     assert page == tmp_path / "study.html"
     text = page.read_text()
     for run in ("faithful", "honest", "stated_vol"):
@@ -209,16 +211,19 @@ def test_study_d_forecast_page_numbers_come_from_its_run_files(tmp_path):
     assert cells[("honest/forecast.json", "forecast.point_annual_return")] == "43.21%"
 
 
-@pytest.fixture(scope="module")
-def forecast_study(tmp_path_factory) -> Path:
-    """Study D's faithful run shrunk: the simulated book, so no shared data is needed."""
+def tiny_study_d(factory: pytest.TempPathFactory) -> Path:
+    """Study D's faithful run shrunk into a new folder, returned: the simulated book, so no
+    shared data is needed (the browser test draws the same page)."""
     from kerastrader.studies.runner import run_study
 
-    out = tmp_path_factory.mktemp("study_d")
-    shrink = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
-              "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
-    run_study("d", out=out, overrides=shrink, only=["faithful"])
+    out = factory.mktemp("study_d")
+    run_study("d", out=out, overrides=SHRINK_D, only=["faithful"])
     return out
+
+
+@pytest.fixture(scope="module")
+def forecast_study(tmp_path_factory) -> Path:
+    return tiny_study_d(tmp_path_factory)
 
 
 def test_write_page_on_a_forecast_study_builds_the_forecast_study_page(forecast_study, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kerastrader.reports.html import CSS
-from kerastrader.studies.page import fmt_value, lookup
+from kerastrader.studies.page import lookup, value_cell
 
 PAGE = "forecast.html"
 HISTORY = "history (1 at the origin)"
@@ -33,12 +33,7 @@ figure.chart{margin:8px 0}
 
 def number_cell(doc: dict[str, Any], file: str, key: str, kind: str) -> str:
     """A ``<td>`` with the value of ``key`` in ``doc`` and where it came from."""
-    value = lookup(doc, key)
-    cls = "na" if value is None else ("text" if kind == "text" else "num")
-    return (
-        f'<td class="{cls}" data-file="{html.escape(file)}" data-key="{html.escape(key)}" '
-        f'data-kind="{kind}">{html.escape(fmt_value(value, kind))}</td>'
-    )
+    return value_cell(lookup(doc, key), kind, file, key)
 
 
 def fan_figure(root: Path, doc: dict[str, Any]) -> Any:

@@ -10,14 +10,11 @@ then built from those files alone, and rewritten after every run.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kerastrader.errors import ConfigError
 from kerastrader.forecast.runner import run_forecast
 from kerastrader.forecast.spec import load_forecast_config
 
@@ -35,16 +32,10 @@ def run_forecast_study(
     """Run a forecast study (a :class:`kerastrader.studies.runner.Study`) into ``out``;
     returns the page's path. ``overrides`` apply to every run after its own ``set``."""
     from kerastrader.forecast.study_page import write_page
+    from kerastrader.studies.runner import output_folder, record_run, run_record, select_runs
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out) if out else Path("runs") / f"{stamp}-study-{study.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = study.runs
-    if only:
-        unknown = set(only) - {r.name for r in runs}
-        if unknown:
-            raise ConfigError(f"study {study.name}: no run named {', '.join(sorted(unknown))}")
-        runs = [r for r in runs if r.name in set(only)]
+    out_dir = output_folder(study, out)
+    runs = select_runs(study, only)
     shutil.copy(study.folder / STUDY_FILE, out_dir / STUDY_FILE)
     index: dict[str, Any] = {
         "study": study.name,
@@ -58,18 +49,7 @@ def run_forecast_study(
         cfg = load_forecast_config(r.config, list(r.overrides) + list(overrides or []))
         run_dir = out_dir / r.name
         run_forecast(cfg, run_dir)
-        result = {
-            "name": r.name,
-            "role": r.role,
-            "label": r.label,
-            "what": r.what,
-            "group": r.group,
-            "config": str(r.config.relative_to(study.folder)),
-            "set": list(r.overrides),
-        }
-        (run_dir / "study.json").write_text(json.dumps(result, indent=2) + "\n")
-        index["runs"].append(r.name)
-        (out_dir / "study.json").write_text(json.dumps(index, indent=2) + "\n")
+        record_run(out_dir, run_record(study, r), index)
         page = write_page(out_dir)
     log.info("study page: %s", page)
     return page

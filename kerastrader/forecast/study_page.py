@@ -13,11 +13,16 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from kerastrader.forecast.page import fan_figure, number_cell
-from kerastrader.reports.html import CSS
-from kerastrader.studies.page import STUDY_CSS, fmt_value
+from kerastrader.forecast.page import fan_figure
+from kerastrader.studies.page import (
+    RunFiles,
+    original_cell,
+    overrides_warning,
+    page_start,
+    runs_table,
+    settings_rows,
+)
 
 PAGE = "study.html"
 
@@ -92,23 +97,16 @@ GROUP_KEYS = [
 ]
 
 
-class _Run:
-    """One forecast run's files, read once."""
+class _Run(RunFiles):
+    """One forecast run's files: every number is read from its forecast.json."""
 
-    def __init__(self, root: Path, name: str) -> None:
-        self.name = name
-        self.folder = root / name
-        self.doc = json.loads((self.folder / "forecast.json").read_text())
-        self.study = json.loads((self.folder / "study.json").read_text())
-        self.config = tomllib.loads((self.folder / "config.toml").read_text())
-
-    def cell(self, key: str, kind: str) -> str:
-        return number_cell(self.doc, f"{self.name}/forecast.json", key, kind)
+    RESULT = "forecast.json"
+    PAGE = "forecast.html"
+    LINK = "forecast page"
 
     @property
-    def link(self) -> str:
-        n = html.escape(self.name)
-        return f'<a href="{n}/forecast.html">{n} forecast page</a>'
+    def doc(self) -> dict:
+        return self.result
 
     def settings(self) -> dict[str, str]:
         """The run's choices in the words of the original's settings rows."""
@@ -141,7 +139,7 @@ class _Run:
 
 def render(root: Path) -> str:
     """The page's HTML from the files in ``root``."""
-    from kerastrader.reports.charts import chart_block, plotly_script
+    from kerastrader.reports.charts import chart_block
 
     spec = tomllib.loads((root / "study.toml").read_text())
     index = json.loads((root / "study.json").read_text())
@@ -152,45 +150,17 @@ def render(root: Path) -> str:
     main = [r for r in (by_role.get("faithful"), by_role.get("honest")) if r is not None]
     st, original = spec["study"], spec["original"]
     numbers = original.get("numbers", {})
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(st.get('title', 'Study'))}</title>",
-        f"<style>{CSS}{STUDY_CSS}</style>",
-        plotly_script(),
-        "</head><body><main>",
-        f"<h1>{html.escape(st.get('title', ''))}</h1>",
-        f"<p class='sub'>{html.escape(st.get('source', ''))}</p>",
-        f"<p>{html.escape(st.get('summary', ''))}</p>",
-    ]
-    if index.get("overrides"):
-        parts.append(
-            "<p class='warn'>Every run was changed by: "
-            + html.escape(", ".join(index["overrides"]))
-            + " (a shrunk run: its numbers are not the study's).</p>"
-        )
+    parts = page_start(st) + overrides_warning(index)
     head = "<th></th><th>Original (reported)</th>" + "".join(
         f"<th>{html.escape(r.study['label'])}<br>{r.link}</th>" for r in main
     )
-    rows = []
-    settings = original.get("settings", {})
-    texts = [r.settings() for r in main]
-    for topic, text in settings.items():
-        cells = f"<td class='text'>{html.escape(str(text))}</td>" + "".join(
-            f"<td class='text'>{html.escape(t.get(topic, ''))}</td>" for t in texts
-        )
-        rows.append(f"<tr><th>{html.escape(topic)}</th>{cells}</tr>")
-    rows.append(
-        f"<tr><th>What it is</th><td class='text'>{html.escape(original.get('notes', ''))}</td>"
-        + "".join(f"<td class='text'>{html.escape(r.study['what'])}</td>" for r in main)
-        + "</tr>"
-    )
+    rows = settings_rows(original, [r.settings() for r in main], [r.study["what"] for r in main])
     span = 2 + len(main)
     for title, keys in SECTIONS:
         rows.append(f"<tr><th colspan='{span}' class='text'>{html.escape(title)}</th></tr>")
         for key, label, kind in keys:
-            original_cell = _original_cell(numbers, key, kind)
             rows.append(
-                f"<tr><th>{html.escape(label)}</th>{original_cell}"
+                f"<tr><th>{html.escape(label)}</th>{original_cell(numbers, key, kind)}"
                 + "".join(r.cell(key, kind) for r in main)
                 + "</tr>"
             )
@@ -216,33 +186,12 @@ def render(root: Path) -> str:
                                  "the recursive point path (the article's forecast); dotted: the "
                                  "naive bootstrap and the assumptions' fixed return."))  # fmt: skip
     parts.append("<h2>Every run</h2>")
-    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in GROUP_KEYS)
-    body = []
-    for run in runs:
-        body.append(
-            f"<tr><th class='text'>{html.escape(run.study['label'])}<br>"
-            f"<span class='note'>{html.escape(run.study['what'])}</span></th>"
-            + "".join(run.cell(k, kind) for k, _, kind in GROUP_KEYS)
-            + f"<td class='text'>{run.link}</td></tr>"
-        )
-    parts.append(
-        f"<table class='study'><thead><tr><th>Run</th>{header}<th></th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
+    parts.append(runs_table(runs, GROUP_KEYS))
     parts.append(
         f"<footer>Built {datetime.now(UTC).isoformat(timespec='seconds')} from the files in "
         "this folder by kerastrader.forecast.study_page.</footer></main></body></html>"
     )
     return "".join(parts)
-
-
-def _original_cell(numbers: dict[str, Any], key: str, kind: str) -> str:
-    value = numbers.get(key)
-    cls = "na" if value is None else "num"
-    return (
-        f'<td class="{cls}" data-file="study.toml" data-key="original.numbers.{html.escape(key)}"'
-        f' data-kind="{kind}">{html.escape(fmt_value(value, kind))}</td>'
-    )
 
 
 def write_page(root: str | Path) -> Path:

@@ -119,7 +119,10 @@ def lookup(doc: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _cell(value: Any, kind: str, file: str, key: str) -> str:
+def value_cell(value: Any, kind: str, file: str, key: str) -> str:
+    """A number's ``<td>``, naming the file and dotted key it was read from (``data-file``,
+    ``data-key``, ``data-kind``). Every study and forecast page writes its numbers this way, so
+    one test checks any of those pages' numbers against their files."""
     text = html.escape(fmt_value(value, kind))
     cls = "na" if value is None else ("text" if kind == "text" else "num")
     return (
@@ -128,30 +131,116 @@ def _cell(value: Any, kind: str, file: str, key: str) -> str:
     )
 
 
-class _Run:
-    """One run's files, read once."""
+def original_cell(numbers: dict[str, Any], key: str, kind: str) -> str:
+    """A number the original reports (``[original.numbers]`` of study.toml, keyed as the
+    page's row) as a cell that names where it came from."""
+    return value_cell(numbers.get(key), kind, "study.toml", f"original.numbers.{key}")
+
+
+class RunFiles:
+    """One run of a study, its files read once: the result file ``RESULT`` (a run that did not
+    finish has none: one clear line), ``study.json`` (role, label, what) and ``config.toml``.
+    A study kind subclasses it to say which file a key is read from and what the link opens."""
+
+    RESULT = "metrics.json"
+    PAGE = "report.html"
+    LINK = "report"
 
     def __init__(self, root: Path, name: str) -> None:
         self.name = name
-        folder = root / name
-        if not (folder / "metrics.json").is_file():
-            raise KerastraderError(f"{folder}: no metrics.json (the run did not finish)")
-        self.metrics = json.loads((folder / "metrics.json").read_text())
-        self.study = json.loads((folder / "study.json").read_text())
-        self.config = tomllib.loads((folder / "config.toml").read_text())
+        self.folder = root / name
+        if not (self.folder / self.RESULT).is_file():
+            raise KerastraderError(f"{self.folder}: no {self.RESULT} (the run did not finish)")
+        self.result = json.loads((self.folder / self.RESULT).read_text())
+        self.study = json.loads((self.folder / "study.json").read_text())
+        self.config = tomllib.loads((self.folder / "config.toml").read_text())
+
+    def source(self, key: str) -> tuple[str, dict[str, Any]]:
+        """The file (relative to the study's folder) a dotted key is read from, and its doc."""
+        return f"{self.name}/{self.RESULT}", self.result
+
+    def cell(self, key: str, kind: str) -> str:
+        file, doc = self.source(key)
+        return value_cell(lookup(doc, key), kind, file, key)
+
+    @property
+    def link(self) -> str:
+        n = html.escape(self.name)
+        return f'<a href="{n}/{self.PAGE}">{n} {self.LINK}</a>'
+
+
+class _Run(RunFiles):
+    """A backtest run: metrics.json, and the original's arithmetic in its study.json."""
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result
 
     def source(self, key: str) -> tuple[str, dict[str, Any]]:
         if key.startswith("original_accounting."):
             return f"{self.name}/study.json", self.study
-        return f"{self.name}/metrics.json", self.metrics
+        return super().source(key)
 
-    def cell(self, key: str, kind: str) -> str:
-        file, doc = self.source(key)
-        return _cell(lookup(doc, key), kind, file, key)
 
-    @property
-    def link(self) -> str:
-        return f'<a href="{html.escape(self.name)}/report.html">{html.escape(self.name)} report</a>'
+def page_start(st: dict[str, Any], css: str = STUDY_CSS) -> list[str]:
+    """The page's head (styles, plotly.js inlined once) and its title, source and summary
+    from the ``[study]`` table of study.toml."""
+    return [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(st.get('title', 'Study'))}</title>",
+        f"<style>{CSS}{css}</style>",
+        charts.plotly_script(),
+        "</head><body><main>",
+        f"<h1>{html.escape(st.get('title', ''))}</h1>",
+        f"<p class='sub'>{html.escape(st.get('source', ''))}</p>",
+        f"<p>{html.escape(st.get('summary', ''))}</p>",
+    ]
+
+
+def overrides_warning(index: dict[str, Any]) -> list[str]:
+    """A warning when every run was shrunk by ``--set`` (its numbers are not the study's)."""
+    if not index.get("overrides"):
+        return []
+    return [
+        "<p class='warn'>Every run was changed by: "
+        + html.escape(", ".join(index["overrides"]))
+        + " (a shrunk run: its numbers are not the study's).</p>"
+    ]
+
+
+def settings_rows(
+    original: dict[str, Any], texts: list[dict[str, str]], whats: list[str]
+) -> list[str]:
+    """The side-by-side table's first rows: each of the original's settings beside the runs'
+    own words for it (``texts``, one dict per column), then what each column is."""
+    rows = []
+    for topic, text in original.get("settings", {}).items():
+        cells = f"<td class='text'>{html.escape(str(text))}</td>" + "".join(
+            f"<td class='text'>{html.escape(t.get(topic, ''))}</td>" for t in texts
+        )
+        rows.append(f"<tr><th>{html.escape(topic)}</th>{cells}</tr>")
+    rows.append(
+        f"<tr><th>What it is</th><td class='text'>{html.escape(original.get('notes', ''))}</td>"
+        + "".join(f"<td class='text'>{html.escape(w)}</td>" for w in whats)
+        + "</tr>"
+    )
+    return rows
+
+
+def runs_table(runs: list[RunFiles], keys: list[tuple[str, str, str]]) -> str:
+    """One row per run: its label and what it is, ``keys``' cells, the link to its own page."""
+    header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in keys)
+    body = [
+        f"<tr><th class='text'>{html.escape(run.study['label'])}<br>"
+        f"<span class='note'>{html.escape(run.study['what'])}</span></th>"
+        + "".join(run.cell(k, kind) for k, _, kind in keys)
+        + f"<td class='text'>{run.link}</td></tr>"
+        for run in runs
+    ]
+    return (
+        f"<table class='study'><thead><tr><th>Run</th>{header}<th></th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def settings_text(run: _Run) -> dict[str, str]:
@@ -200,10 +289,6 @@ def settings_text(run: _Run) -> dict[str, str]:
     }
 
 
-def _original_cell(numbers: dict[str, Any], key: str, kind: str) -> str:
-    return _cell(numbers.get(key), kind, "study.toml", f"original.numbers.{key}")
-
-
 def render(root: Path) -> str:
     """The page's HTML from the files in ``root``."""
     spec = tomllib.loads((root / "study.toml").read_text())
@@ -216,16 +301,7 @@ def render(root: Path) -> str:
     original = spec["original"]
     numbers = original.get("numbers", {})
     st = spec["study"]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(st.get('title', 'Study'))}</title>",
-        f"<style>{CSS}{STUDY_CSS}</style>",
-        charts.plotly_script(),
-        "</head><body><main>",
-        f"<h1>{html.escape(st.get('title', ''))}</h1>",
-        f"<p class='sub'>{html.escape(st.get('source', ''))}</p>",
-        f"<p>{html.escape(st.get('summary', ''))}</p>",
-    ]
+    parts = page_start(st)
     data = index["data"]
     parts.append(
         "<p class='note'>Data: "
@@ -245,12 +321,7 @@ def render(root: Path) -> str:
         )
         + "</p>"
     )
-    if index.get("overrides"):
-        parts.append(
-            "<p class='warn'>Every run was changed by: "
-            + html.escape(", ".join(index["overrides"]))
-            + " (a shrunk run: its numbers are not the study's).</p>"
-        )
+    parts += overrides_warning(index)
     head = ["<th></th><th>Original (reported)</th>"]
     for run in main:
         if run is not None:
@@ -262,17 +333,10 @@ def render(root: Path) -> str:
         "Honest: kerastrader's defaults. Every number below is read from the run's files "
         "(hover a cell's data-file).</p>"
     )
-    rows = []
-    settings = original.get("settings", {})
-    texts = [settings_text(r) if r else {} for r in main]
-    for topic in settings:
-        cells = [f"<td class='text'>{html.escape(str(settings[topic]))}</td>"]
-        cells += [f"<td class='text'>{html.escape(t.get(topic, ''))}</td>" for t in texts]
-        rows.append(f"<tr><th>{html.escape(topic)}</th>{''.join(cells)}</tr>")
-    what = [f"<td class='text'>{html.escape(r.study['what'])}</td>" for r in main if r]
-    rows.append(
-        f"<tr><th>What it is</th><td class='text'>{html.escape(original.get('notes', ''))}"
-        f"</td>{''.join(what)}</tr>"
+    rows = settings_rows(
+        original,
+        [settings_text(r) if r else {} for r in main],
+        [r.study["what"] for r in main if r],
     )
     for title, keys in SECTIONS:
         span = 1 + len(head)
@@ -282,7 +346,7 @@ def render(root: Path) -> str:
                 key not in numbers
             ):
                 continue
-            cells = [_original_cell(numbers, key, kind)]
+            cells = [original_cell(numbers, key, kind)]
             cells += [r.cell(key, kind) for r in main if r is not None]
             rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
     parts.append(
@@ -299,19 +363,7 @@ def render(root: Path) -> str:
     honest = main[1]
     for group, members in groups.items():
         parts.append(f"<h2>{html.escape(group)}</h2>")
-        header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in GROUP_KEYS)
-        body = []
-        for run in ([honest] if honest else []) + members:
-            body.append(
-                f"<tr><th class='text'>{html.escape(run.study['label'])}<br>"
-                f"<span class='note'>{html.escape(run.study['what'])}</span></th>"
-                + "".join(run.cell(k, kind) for k, _, kind in GROUP_KEYS)
-                + f"<td>{run.link}</td></tr>"
-            )
-        parts.append(
-            f"<table class='study'><thead><tr><th>Run</th>{header}<th></th></tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
-        )
+        parts.append(runs_table(([honest] if honest else []) + members, GROUP_KEYS))
     parts.append(
         f"<footer>Built {datetime.now(UTC).isoformat(timespec='seconds')} from the files in "
         f"this folder by kerastrader.studies.page; rebuild with "

@@ -252,6 +252,51 @@ def score_run(run_dir: Path, cfg: dict[str, Any], acc: Accounting) -> dict[str, 
     return score(series, close, acc)
 
 
+def output_folder(study: Study, out: str | Path | None) -> Path:
+    """The study's output folder, made: ``out``, else ``runs/<time>-study-<name>``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out) if out else Path("runs") / f"{stamp}-study-{study.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def select_runs(study: Study, only: list[str] | None) -> list[RunSpec]:
+    """The runs ``only`` names (all when empty), with every run they reuse a model from, in the
+    study's order; a name the study does not have is a ConfigError."""
+    if not only:
+        return list(study.runs)
+    wanted = set(only)
+    unknown = wanted - {r.name for r in study.runs}
+    if unknown:
+        raise ConfigError(f"study {study.name}: no run named {', '.join(sorted(unknown))}")
+    for r in reversed(study.runs):
+        if r.name in wanted and r.model_from:
+            wanted.add(r.model_from)
+    return [r for r in study.runs if r.name in wanted]
+
+
+def run_record(study: Study, r: RunSpec) -> dict[str, Any]:
+    """What every study's page reads of a run besides its results: name, role, label, what,
+    group, its config (relative to the study's folder) and its own ``set``."""
+    return {
+        "name": r.name,
+        "role": r.role,
+        "label": r.label,
+        "what": r.what,
+        "group": r.group,
+        "config": str(r.config.relative_to(study.folder)),
+        "set": list(r.overrides),
+    }
+
+
+def record_run(out_dir: Path, result: dict[str, Any], index: dict[str, Any]) -> None:
+    """Write the run's ``study.json`` and add it to the study's index, rewritten at once: a
+    long study's page, rebuilt after every run, shows what has finished so far."""
+    (out_dir / result["name"] / "study.json").write_text(json.dumps(result, indent=2) + "\n")
+    index["runs"].append(result["name"])
+    (out_dir / "study.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
 def run_study(
     name: str,
     out: str | Path | None = None,
@@ -272,19 +317,8 @@ def run_study(
         from kerastrader.forecast.study import run_forecast_study
 
         return run_forecast_study(study, out, overrides, only)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out) if out else Path("runs") / f"{stamp}-study-{study.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = study.runs
-    if only:
-        wanted = set(only)
-        unknown = wanted - {r.name for r in runs}
-        if unknown:
-            raise ConfigError(f"study {study.name}: no run named {', '.join(sorted(unknown))}")
-        for r in reversed(runs):
-            if r.name in wanted and r.model_from:
-                wanted.add(r.model_from)
-        runs = [r for r in runs if r.name in wanted]
+    out_dir = output_folder(study, out)
+    runs = select_runs(study, only)
     data_overrides, data_info = prepare_data(study, out_dir)
     shutil.copy(study.folder / STUDY_FILE, out_dir / STUDY_FILE)
     index = {"study": study.name, "data": data_info, "runs": [], "overrides": overrides or []}
@@ -295,22 +329,12 @@ def run_study(
         run_dir = out_dir / r.name
         model_dir = out_dir / r.model_from / "model" if r.model_from else None
         run_experiment(cfg, run_dir, model_dir=model_dir)
-        result = {
-            "name": r.name,
-            "role": r.role,
-            "label": r.label,
-            "what": r.what,
-            "group": r.group,
-            "config": str(r.config.relative_to(study.folder)),
-            "set": r.overrides,
+        result = run_record(study, r) | {
             "model_from": r.model_from,
             "reproduces": _honest_flags(cfg),
             "original_accounting": score_run(run_dir, cfg, r.accounting),
         }
-        (run_dir / "study.json").write_text(json.dumps(result, indent=2) + "\n")
-        index["runs"].append(r.name)
-        # The page after every run: a long study shows what has finished so far.
-        (out_dir / "study.json").write_text(json.dumps(index, indent=2) + "\n")
+        record_run(out_dir, result, index)
         page = write_page(out_dir)
     log.info("study page: %s", page)
     return page
