@@ -4,6 +4,13 @@ The related corpus's headlines carry the sign of a hidden driver that moves the 
 return; the control corpus has the same items and prices with tones drawn independently. A
 model must find the relation out of sample on the first and not on the second; the random-
 walk leakage alarm must stay quiet on both. Tiny models (dense, window 2, a few epochs).
+
+Each training costs a fixed few seconds (Keras traces the step functions, ONNX export) whatever
+its epochs, so the file trains as few models as the behaviours need: one per corpus and method
+for the statistics (the ``trained`` fixture), one per corpus for the leakage alarm, and the
+example's own run (``example_run``: the CLI end to end, once), whose saved model -- lexicon
+scores and the encoder together -- also serves the round trip, the two Backtrader passes (one
+run each, shared by two tests) and the simulated paper session.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pytest
 from kerastrader.config import load_config
 from kerastrader.feeds.btfeed import make_feed
 from kerastrader.feeds.news_corpus import write_corpus
-from kerastrader.models.artifact import load_artifact, save_artifact
+from kerastrader.models.artifact import load_artifact
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
 from kerastrader.models.indicator import KerasIndicator
@@ -24,6 +31,7 @@ from kerastrader.models.text_encoder import BarTokens
 from kerastrader.models.text_features import with_text
 from kerastrader.models.training import train
 from kerastrader.runs.universe import load_universe
+from tests.conftest import ROOT
 
 LEXICON = ["vader_mean_1", "vader_count_1", "vader_decay_2"]
 
@@ -33,6 +41,11 @@ def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"), days=1000, seed=3, drift=0.008)
 
 
+# training.patience = 3 trains the same models as a patience of 8 (EarlyStopping restores the
+# best epoch, and training is deterministic): on both corpora, for the lexicon, the encoder
+# and the leakage alarm's random walks, the validation loss never went more than one epoch
+# without improving before its best epoch (best epochs 4 to 10), so the same best epoch is
+# restored and the test metrics are identical to the digit; the runs stop 5 epochs sooner.
 def _cfg(corpus, which: str, *, lexicon=LEXICON, encoder=False, news=None):
     sets = [
         f"data.path='{corpus['bars']}'", "data.symbol='ACME'",
@@ -42,7 +55,7 @@ def _cfg(corpus, which: str, *, lexicon=LEXICON, encoder=False, news=None):
         "text.items=4", "text.embedding=8", "features.names=['logret_1']",
         "model.kind='dense'", "model.window=2", "model.units=[8]", "model.dropout=0.0",
         "model.learning_rate=0.01", "split.train_end=''", "split.validation_end=''",
-        "training.epochs=40", "training.patience=8",
+        "training.epochs=40", "training.patience=3",
     ]  # fmt: skip
     return load_config(None, sets)
 
@@ -99,6 +112,42 @@ def test_the_vocabulary_comes_from_training_items_only(corpus, tmp_path):
     assert ids[0, 0] == 1 and ids[0, 1] == vocabulary.index("quaffle")  # 1: out of vocabulary
 
 
+@pytest.mark.parametrize("which", ["related", "control"])
+def test_check_leakage_passes(corpus, which):
+    from kerastrader.models.leakage import check_leakage
+
+    result = check_leakage(_cfg(corpus, which))
+    print(which, result.summary())
+    assert not result.leaks
+
+
+EXAMPLE = ROOT / "examples" / "text_news.toml"
+# The example as its users run it, with one epoch (the tests below need a trained model, not
+# a good one), no tear-sheet figures, and thresholds close to 0.5 so that the backtest and the
+# paper session also place orders.
+EXAMPLE_SETS = ["training.epochs=1", "report.figures=false",
+                "strategy.enter=0.5", "strategy.exit=0.499"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """(exit code, run folder) of ``run_backtest examples/text_news.toml`` through the CLI."""
+    from kerastrader.cli import run_backtest_main
+
+    out = tmp_path_factory.mktemp("example") / "run"
+    argv = [str(EXAMPLE), "--out", str(out), "-q"]
+    for text in EXAMPLE_SETS:
+        argv += ["--set", text]
+    return run_backtest_main(argv), out
+
+
+def test_the_example_runs_end_to_end(example_run):
+    code, out = example_run
+    assert code == 0
+    meta = (out / "model" / "metadata.json").read_text()
+    assert '"vader_decay_3"' in meta and '"vocabulary"' in meta
+
+
 class _Collect(bt.Strategy):
     params = (("model", None), ("backend", "onnx"))
 
@@ -115,72 +164,58 @@ def _predictions(bars, artifact, runonce: bool) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def saved(corpus, tmp_path_factory):
-    cfg = _cfg(corpus, "related", encoder=True)
-    result = _train(cfg)
-    path = save_artifact(result.artifact, tmp_path_factory.mktemp("model") / "model")
-    universe, _ = load_universe(cfg)
-    return result, load_artifact(path, cache=False), universe["ACME"]
+def passes(example_run):
+    """The example's saved model, loaded, and its predictions over the example's bars in the
+    vectorised pass (Keras, one batched call) and bar by bar (ONNX, one call per bar)."""
+    code, out = example_run
+    assert code == 0
+    loaded = load_artifact(out / "model", cache=False)
+    universe, _ = load_universe(load_config(EXAMPLE, EXAMPLE_SETS))
+    bars = universe["ACME"]
+    return loaded, bars, _predictions(bars, loaded, True), _predictions(bars, loaded, False)
 
 
-def test_the_artifact_round_trips_with_its_text_inputs(saved):
-    result, loaded, _ = saved
+def test_the_artifact_round_trips_with_its_text_inputs(example_run, passes):
+    """The reloaded model (scaler, vocabulary, lexicon settings, weights) predicts what the
+    trained one did in the run's backtest (predictions.csv, written from the model in memory)."""
+    _, out = example_run
+    loaded, bars, vectorised, _ = passes
     text = loaded.metadata["features"]["text"]
-    assert text["features"] == LEXICON and text["encoder"]["tokens"] == 8
-    assert loaded.n_features == 1 + len(LEXICON) + 4 * 8
+    assert text["features"] == ["vader_mean_1", "vader_count_1", "vader_decay_3"]
+    assert text["encoder"]["tokens"] == 12 and text["encoder"]["items"] == 6
+    assert loaded.n_features == 3 + 3 + 6 * 12  # numeric, lexicon, then each item's token ids
     assert loaded.metadata["onnx"]["max_abs_diff"] <= 1e-5  # the encoder exported to ONNX
-    x = np.random.default_rng(0).normal(size=(3, 2, loaded.n_features)).astype(np.float32)
-    x[:, :, -32:] = np.random.default_rng(1).integers(0, 20, size=(3, 2, 32))
-    np.testing.assert_allclose(
-        loaded.batch_predictor.outputs(x), result.artifact.batch_predictor.outputs(x), atol=1e-6
-    )
+    run = pd.read_csv(out / "predictions.csv")["prediction"].to_numpy(dtype=float)
+    n = len(run)
+    assert n > 150 and np.isfinite(run).sum() > 150
+    np.testing.assert_array_equal(np.isnan(run), np.isnan(vectorised[:n]))
+    known = ~np.isnan(run)
+    np.testing.assert_allclose(vectorised[:n][known], run[known], rtol=0, atol=1e-6)
 
 
-def test_vectorised_and_bar_by_bar_agree_in_backtrader(saved):
-    _, loaded, bars = saved
-    vectorised = _predictions(bars, loaded, runonce=True)
-    stepped = _predictions(bars, loaded, runonce=False)
+def test_vectorised_and_bar_by_bar_agree_in_backtrader(passes):
+    loaded, bars, vectorised, stepped = passes
     known = ~np.isnan(vectorised)
     assert known.sum() == len(bars) - loaded.warmup + 1  # every bar after the warm-up
     np.testing.assert_array_equal(known, ~np.isnan(stepped))
     np.testing.assert_allclose(stepped[known], vectorised[known], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("which", ["related", "control"])
-def test_check_leakage_passes(corpus, which):
-    from kerastrader.models.leakage import check_leakage
-
-    result = check_leakage(_cfg(corpus, which))
-    print(which, result.summary())
-    assert not result.leaks
-
-
-def test_a_simulated_paper_session_predicts_as_the_backtest(saved, corpus, tmp_path):
-    """The session reads the watched news file bar by bar through IB's feed; the backtest reads
-    it once. Same model, same predictions."""
-    from kerastrader.backtest import run_experiment
+def test_a_simulated_paper_session_predicts_as_the_backtest(example_run, tmp_path):
+    """The session reads the watched news file bar by bar through IB's feed; the example's
+    backtest read it once. Same model, same predictions."""
     from kerastrader.runs.paper import run_paper
 
-    _, loaded, _ = saved
-    cfg = _cfg(corpus, "related", encoder=True)
-    cfg["strategy"].update(enter=0.5, exit=0.499)
-    cfg["report"]["figures"] = False
-    run_experiment(cfg, tmp_path / "bt", model_dir=loaded.path)
-    run_paper(cfg, tmp_path / "paper", model_dir=loaded.path, simulate=corpus["bars"])
+    _, out = example_run
+    cfg = load_config(EXAMPLE, EXAMPLE_SETS)
+    run_paper(cfg, tmp_path / "paper", model_dir=out / "model", simulate=cfg["data"]["path"])
     a = pd.read_csv(tmp_path / "paper" / "predictions.csv").dropna()
-    b = pd.read_csv(tmp_path / "bt" / "predictions.csv").dropna()
+    b = pd.read_csv(out / "predictions.csv").dropna()
     both = a.merge(b, on="date", suffixes=("_paper", "_bt"))
-    assert len(both) > 150
+    # every prediction of the session has its backtest twin, and the session predicted every
+    # bar of the test period (the bars file's dates after split.validation_end: 142 bars)
+    test_days = pd.read_csv(cfg["data"]["path"])["Date"]
+    test_days = test_days[test_days > cfg["split"]["validation_end"]]
+    assert len(test_days) > 100 and set(test_days) <= set(both["date"])
+    assert len(both) == len(a)
     np.testing.assert_allclose(both["prediction_paper"], both["prediction_bt"], atol=1e-5)
-
-
-def test_the_example_runs_end_to_end(tmp_path):
-    from kerastrader.cli import run_backtest_main
-    from tests.conftest import ROOT
-
-    out = tmp_path / "run"
-    argv = [str(ROOT / "examples" / "text_news.toml"), "--out", str(out), "--set",
-            "training.epochs=1", "--set", "report.figures=false", "-q"]  # fmt: skip
-    assert run_backtest_main(argv) == 0
-    meta = (out / "model" / "metadata.json").read_text()
-    assert '"vader_decay_3"' in meta and '"vocabulary"' in meta
