@@ -19,6 +19,8 @@ from kerastrader.backtest import run_experiment
 from kerastrader.brokers.ib.contracts import contract_for
 from kerastrader.brokers.ib.simulator import SimulatedGateway
 from kerastrader.brokers.ib.simulator.market import Market
+from kerastrader.brokers.ib.simulator.scenarios import IBLike
+from kerastrader.brokers.journal import Journal
 from kerastrader.config import load_config
 from kerastrader.errors import ConfigError
 from kerastrader.runs.paper import run_paper
@@ -144,28 +146,75 @@ def yahoo_csv(bars: pd.DataFrame, path) -> None:
     frame[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(path, index=False)
 
 
-@pytest.fixture(scope="module")
-def gapped_book(orcl_slice, tmp_path_factory):
-    """ORCL 2000-2006 and a generated instrument on the same days, missing one day of its
-    test period (a halt): the book must wait for no bar that never comes and decide as its
-    backtest does, with the instrument's previous bar."""
-    folder = tmp_path_factory.mktemp("gapped")
+def two_instrument_book(orcl_slice, folder, start: str, drop: str | None = None) -> dict:
+    """ORCL 2000-2006 and a generated instrument on the same days (without ``drop``, a day
+    it did not trade), as two files; a tiny top-1 book over them tested from ``start``."""
     gen = random_walk_bars(len(orcl_slice), seed=5)
     gen.index = orcl_slice.index
-    gen = gen.drop(pd.Timestamp("2006-03-15"))
+    if drop:
+        gen = gen.drop(pd.Timestamp(drop))
     yahoo_csv(orcl_slice[["open", "high", "low", "close", "volume"]], folder / "orcl.csv")
     yahoo_csv(gen, folder / "gen.csv")
-    cfg = tiny_config(
+    return tiny_config(
         data={"path": str(folder / "*.csv"), "symbols": ["ORCL", "GEN"]},
         portfolio={"allocation": "top_k", "top_k": 1},
-        backtest={"runonce": False, "start": "2006-01-03"},
+        backtest={"runonce": False, "start": start},
         paper={"align_seconds": 0.5},
     )
-    bt_out = folder / "bt"
+
+
+def book_runs(cfg, folder, **paper) -> tuple:
+    bt_out, paper_out = folder / "bt", folder / "paper"
     run_experiment(cfg, bt_out)
-    paper_out = folder / "paper"
-    run_paper(cfg, paper_out, model_dir=bt_out / "model", simulate=True)
+    run_paper(cfg, paper_out, model_dir=bt_out / "model", simulate=True, **paper)
     return bt_out, paper_out
+
+
+@pytest.fixture(scope="module")
+def gapped_book(orcl_slice, tmp_path_factory):
+    """The book with one day missing from GEN's test period (a halt): it must wait for no
+    bar that never comes and decide as its backtest does, with GEN's previous bar."""
+    folder = tmp_path_factory.mktemp("gapped")
+    return book_runs(two_instrument_book(orcl_slice, folder, "2006-01-03", "2006-03-15"), folder)
+
+
+@pytest.fixture(scope="module")
+def iblike_book(orcl_slice, tmp_path_factory):
+    """The book against the IB-like gateway: each day is IB's 5-second bars through a
+    09:30-16:00 New York session, which each feed builds into the day's bar at the close."""
+    folder = tmp_path_factory.mktemp("iblike")
+    cfg = two_instrument_book(orcl_slice, folder, "2006-12-01")
+    return book_runs(cfg, folder, iblike=IBLike(lockstep_seconds=86_400))
+
+
+def test_an_iblike_book_builds_each_days_bar_from_five_second_bars(iblike_book, orcl_slice):
+    _, paper_out = iblike_book
+    journal = Journal(paper_out / "journal.sqlite")
+    orcl = journal.bars("ORCL")
+    journal.close()
+    days = orcl.index.tz_localize(None) if orcl.index.tz else orcl.index
+    live = orcl[days >= pd.Timestamp("2006-12-01")]
+    expected = orcl_slice.loc["2006-12-01":, ["open", "high", "low", "close", "volume"]]
+    assert len(live) == len(expected) > 15
+    np.testing.assert_allclose(live[["open", "high", "low", "close", "volume"]], expected,
+                               rtol=1e-9)  # fmt: skip
+
+
+def test_an_iblike_book_decides_once_a_day_and_trades_as_its_backtest(iblike_book):
+    bt_out, paper_out = iblike_book
+    a = pd.read_csv(paper_out / "targets.csv")
+    b = pd.read_csv(bt_out / "targets.csv")
+    assert a["time"].nunique() == b["time"].nunique() > 15  # once a session, both symbols
+    assert list(a["time"]) == list(b["time"]) and list(a["symbol"]) == list(b["symbol"])
+    np.testing.assert_allclose(a["target"], b["target"], atol=1e-9)
+    fa, fb = fills(paper_out), fills(bt_out)
+    assert len(fa) >= 2
+    assert set(fa["date"].str[11:]) == {"14:30:00+0000"}  # at the next session's 09:30 open
+    assert list(zip(fa["date"].str[:10], fa["symbol"], strict=True)) == list(
+        zip(fb["date"], fb["symbol"], strict=True)
+    )
+    np.testing.assert_array_equal(fa["amount"], fb["amount"])
+    np.testing.assert_allclose(fa["price"], fb["price"], rtol=1e-7)
 
 
 def test_a_book_with_a_missing_bar_trades_as_its_backtest(gapped_book):

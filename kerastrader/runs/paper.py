@@ -146,6 +146,7 @@ def run_paper(
     store_options: dict[str, Any] | None = None,
     account: str | None = None,
     adopt_positions: bool | None = None,
+    iblike: Any = None,
 ) -> PaperResult:
     """Run one session to its end (the replay's end, or Ctrl-C) and write its files.
 
@@ -157,6 +158,9 @@ def run_paper(
     (``paper.bar_size``, by default the spacing of the bars the model was trained on), built
     from IB's 5-second bars on the exchange's clock, and sizes from ``paper.capital`` (0: the
     account's net liquidation).
+    ``iblike`` (with ``simulate``; an ``IBLike``) makes the simulated gateway behave as IB
+    does: 5-second real-time bars through each session on an exchange clock, from which the
+    session builds the model's bars exactly as it does against IB.
     A session that cannot go on (IB unreachable after every reconnect attempt, real-time
     bars refused) writes its files and then raises :class:`SessionEnded` saying why.
     """
@@ -200,7 +204,7 @@ def run_paper(
                   for s, b in replay.items()}  # fmt: skip
         gateway = SimulatedGateway(
             replay, history=history, broker=cfg["broker"], faults=faults,
-            lockstep=speed == 0, speed=speed, cash=cfg["broker"]["cash"],
+            lockstep=speed == 0, speed=speed, cash=cfg["broker"]["cash"], ib=iblike,
         )  # fmt: skip
         host, port = gateway.start()
         end_event = gateway.finished
@@ -208,6 +212,8 @@ def run_paper(
         bars_index = replay[symbols[0]].index
         spacing = pd.Series(bars_index).diff().median()
         bar_seconds = int(spacing.total_seconds()) if pd.notna(spacing) else 86_400
+        if iblike is not None:
+            bar_seconds = 5  # IB's real-time bars; the model's bars are built from them
     else:
         host = host or p["host"]
         port = int(port or p["port"])
@@ -235,7 +241,8 @@ def run_paper(
     try:
         # The strategy's bars: the file's own with the happy-path simulator (one file bar per
         # real-time bar); live, the model's timeframe, built from the 5-second bars.
-        size = bar_seconds if simulate is not None else model_bar_seconds(p, artifact)
+        from_file = simulate is not None and iblike is None  # one file bar per real-time bar
+        size = bar_seconds if from_file else model_bar_seconds(p, artifact)
         timeframe = bt.TimeFrame.Days if size >= 86_400 else bt.TimeFrame.Minutes
         compression = 1 if size >= 86_400 else max(size // 60, 1)
         # One feed per instrument, each with its own contract; with several, a BarGroup hands
