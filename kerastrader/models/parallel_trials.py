@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -92,10 +91,9 @@ def parallel_random_search(
     algorithm: str,
 ):
     """The serial random search's trials, trained ``workers`` at a time; a TuningResult."""
-    import copy
     import pickle
 
-    from kerastrader.models.tuning import TuningResult, _real_values, _trial_seed
+    from kerastrader.models.tuning import best_of, real_values, trial_seed
     from kerastrader.sweeps.executors import make_executor
 
     try:
@@ -109,7 +107,7 @@ def parallel_random_search(
             if trial.status != "RUNNING":
                 break  # a small discrete space ran out of new combinations
             trials.append(trial)
-    values = [_real_values(parsed, t.hyperparameters.values) for t in trials]
+    values = [real_values(parsed, t.hyperparameters.values) for t in trials]
     cpus = max(1, (os.cpu_count() or 1) // workers)
     log.info(
         "tuning random over %s: %d trials, %d at a time (%s, %d CPU(s) each)",
@@ -139,7 +137,7 @@ def parallel_random_search(
                 train_trial_task,
                 build,
                 vals,
-                _trial_seed(seed, trial.trial_id),
+                trial_seed(seed, trial.trial_id),
                 deterministic,
                 data,
                 fit,
@@ -160,26 +158,4 @@ def parallel_random_search(
                 "trial %d/%d: %s -> %s %s", len(scores), len(trials), values[k], objective, shown
             )
     rows = [{"hyperparameters": values[k], "score": scores[k]} for k in range(len(trials))]
-    scored = [r for r in rows if r["score"] is not None and math.isfinite(r["score"])]
-    if not scored:
-        raise ConfigError(
-            f"tuning: none of the {len(rows)} trials produced a usable {objective} "
-            "(each diverged to NaN or was rejected by the builder); narrow tuning.space"
-        )
-    pick = min if direction == "min" else max
-    best = pick(scored, key=lambda row: row["score"])
-    log.info(
-        "tuning done in %.1f s: best %s %.5f with %s",
-        time.monotonic() - t0,
-        objective,
-        best["score"],
-        best["hyperparameters"],
-    )
-    return TuningResult(
-        algorithm=algorithm,
-        objective=objective,
-        best=copy.deepcopy(best["hyperparameters"]),
-        score=best["score"],
-        trials=rows,
-        direction=direction,
-    )
+    return best_of(algorithm, objective, rows, direction, t0)

@@ -215,7 +215,7 @@ def _real(spec: dict[str, Any], raw: Any) -> Any:
     return float(raw)
 
 
-def _real_values(parsed: dict[str, dict[str, Any]], raw: dict[str, Any]) -> dict[str, Any]:
+def real_values(parsed: dict[str, dict[str, Any]], raw: dict[str, Any]) -> dict[str, Any]:
     """The space's keys only: Hyperband adds bookkeeping entries ("tuner/epochs", ...)."""
     return {name: _real(spec, raw.get(name)) for name, spec in parsed.items()}
 
@@ -252,7 +252,7 @@ class _SpaceHyperModel(kt.HyperModel):
         raw = {name: _declare(hp, name, spec) for name, spec in self._parsed.items()}
         if self.declaring:
             return None
-        values = _real_values(self._parsed, raw)
+        values = real_values(self._parsed, raw)
         try:
             return self._model_builder(values)
         except Exception as error:
@@ -276,7 +276,7 @@ class _ReportingTuner:
 
     def run_trial(self, trial: Trial, *args: Any, **kwargs: Any) -> Any:
         if self.trial_seed is not None:
-            keras.utils.set_random_seed(_trial_seed(self.trial_seed, trial.trial_id))
+            keras.utils.set_random_seed(trial_seed(self.trial_seed, trial.trial_id))
         try:
             return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         except (kt.errors.FatalError, kt.errors.FailedTrialError):
@@ -355,7 +355,7 @@ def _score(trial: Trial) -> float | None:
     return score if math.isfinite(score) else None
 
 
-def _trial_seed(seed: int, trial_id: str) -> int:
+def trial_seed(seed: int, trial_id: str) -> int:
     try:
         return seed + int(trial_id)
     except ValueError:
@@ -386,6 +386,38 @@ class TuningResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (``json.dumps(result.to_dict())`` works as is)."""
         return asdict(self)
+
+
+def best_of(
+    algorithm: str, objective: str, rows: list[dict[str, Any]], direction: str, started: float
+) -> TuningResult:
+    """The search's result from its trials' rows (``hyperparameters``, ``score``: None or
+    not finite for a trial without a usable objective), whichever way they were trained
+    (keras-tuner serially, or trials in parallel workers); ``started`` is the search's
+    ``time.monotonic()`` start, for the log line."""
+    scored = [r for r in rows if r["score"] is not None and math.isfinite(r["score"])]
+    if not scored:
+        raise ConfigError(
+            f"tuning: none of the {len(rows)} trials produced a usable {objective} "
+            "(each diverged to NaN or was rejected by the builder); narrow tuning.space"
+        )
+    pick = min if direction == "min" else max
+    best = pick(scored, key=lambda row: row["score"])
+    log.info(
+        "tuning done in %.1f s: best %s %.5f with %s",
+        time.monotonic() - started,
+        objective,
+        best["score"],
+        best["hyperparameters"],
+    )
+    return TuningResult(
+        algorithm=algorithm,
+        objective=objective,
+        best=copy.deepcopy(best["hyperparameters"]),
+        score=best["score"],
+        trials=rows,
+        direction=direction,
+    )
 
 
 def search(
@@ -508,7 +540,7 @@ def search(
     def report(trial: Trial) -> None:
         nonlocal finished, best_so_far
         finished += 1
-        values = _real_values(parsed, trial.hyperparameters.values)
+        values = real_values(parsed, trial.hyperparameters.values)
         score = _score(trial)
         shown = "no score (NaN)" if score is None else f"{score:.5f}"
         of = "" if total is None else f"/{total}"
@@ -558,29 +590,7 @@ def search(
 
     trials = list(tuner.oracle.trials.values())
     rows = [
-        {"hyperparameters": _real_values(parsed, t.hyperparameters.values), "score": _score(t)}
+        {"hyperparameters": real_values(parsed, t.hyperparameters.values), "score": _score(t)}
         for t in trials
     ]
-    scored = [row for row in rows if row["score"] is not None]
-    if not scored:
-        raise ConfigError(
-            f"tuning: none of the {len(rows)} trials produced a usable {objective} "
-            "(each diverged to NaN or was rejected by the builder); narrow tuning.space"
-        )
-    pick = min if target.direction == "min" else max
-    best = pick(scored, key=lambda row: row["score"])
-    log.info(
-        "tuning done in %.1f s: best %s %.5f with %s",
-        time.monotonic() - started,
-        objective,
-        best["score"],
-        best["hyperparameters"],
-    )
-    return TuningResult(
-        algorithm=algorithm,
-        objective=objective,
-        best=copy.deepcopy(best["hyperparameters"]),
-        score=best["score"],
-        trials=rows,
-        direction=target.direction,
-    )
+    return best_of(algorithm, objective, rows, target.direction, started)
