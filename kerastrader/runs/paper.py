@@ -210,10 +210,11 @@ def run_paper(
         end_event = gateway.finished
         trade_start = min(b.index[history] for b in replay.values()).to_pydatetime()
         bars_index = replay[symbols[0]].index
-        spacing = pd.Series(bars_index).diff().median()
-        bar_seconds = int(spacing.total_seconds()) if pd.notna(spacing) else 86_400
-        if iblike is not None:
-            bar_seconds = 5  # IB's real-time bars; the model's bars are built from them
+        if iblike is not None:  # IB's 5-second real-time bars; the model's bars built from them
+            bar_seconds = 5
+        else:  # the happy path: one file bar per real-time bar
+            spacing = pd.Series(bars_index).diff().median()
+            bar_seconds = int(spacing.total_seconds()) if pd.notna(spacing) else 86_400
     else:
         host = host or p["host"]
         port = int(port or p["port"])
