@@ -12,7 +12,12 @@ of one); then Backtrader runs with a plain SMA signal and with the image model's
 ``KerasIndicator``, interleaved, best of ``--repeat``, in both passes; the ratio is image bars/s
 over SMA bars/s. Also printed: the time ``import pyts.image`` takes in a fresh interpreter
 (pyts compiles its numba kernels for every signature at import) and the time of kerastrader's
-lazy import (:func:`kerastrader.models.images.import_pyts`). Prints; asserts nothing.
+lazy import (:func:`kerastrader.models.images.import_pyts`).
+
+The ``correlation`` kind draws a universe: ORCL and three generated random walks on ORCL's
+dates (the rendering speed does not depend on the values), a 4 x 4 heatmap of 59 returns plus
+the member channel, one shared model; its Backtrader rows are a four-feed book with
+``SharedKerasIndicator`` against the same book with four SMA signals. Prints; asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from kerastrader.config import default_config, embedded_data_path, validate  # n
 from kerastrader.feeds.btfeed import make_feed  # noqa: E402
 from kerastrader.feeds.loader import load_csv  # noqa: E402
 from kerastrader.models.artifact import load_artifact, save_artifact  # noqa: E402
+from kerastrader.models.correlation_image import frame_peers  # noqa: E402
 from kerastrader.models.indicator import KerasIndicator  # noqa: E402
+from kerastrader.models.shared_indicator import SharedKerasIndicator  # noqa: E402
 from kerastrader.models.training import train  # noqa: E402
 from kerastrader.models.windows import make_windows, window_ends  # noqa: E402
 from kerastrader.strategies.signals import threshold_side  # noqa: E402
@@ -56,6 +63,11 @@ KINDS = {
         "features": {"names": ["logret_1", "rsi_14", "atr_14"]},
         "model": {"window": 30},
         "image": {"kind": "recurrence", "features": ["logret_1", "rsi_14"]},
+    },
+    "correlation": {
+        "features": {"names": ["logret_1"]},
+        "model": {"window": 60},
+        "image": {"kind": "correlation"},
     },
 }  # fmt: skip
 
@@ -80,14 +92,53 @@ class SignalStrategy(bt.Strategy):
             self.side = target
 
 
+class BookStrategy(bt.Strategy):
+    """The correlation kind's book: every feed's side from the shared image model, or from
+    one plain SMA signal per feed."""
+
+    params = (("model", None),)
+
+    def __init__(self):
+        if self.p.model is not None:
+            shared = SharedKerasIndicator(*self.datas, model=self.p.model)
+            self.sigs = [shared.prediction(i) for i in range(len(self.datas))]
+        else:
+            self.sigs = [0.5 + (d.close - bt.ind.SMA(d.close, period=30)) / d.close
+                         for d in self.datas]  # fmt: skip
+        self.sides = [0] * len(self.datas)
+
+    def next(self):
+        for i, d in enumerate(self.datas):
+            target = threshold_side(self.sigs[i][0], self.sides[i], 0.52, 0.48)
+            if target != self.sides[i]:
+                self.order_target_percent(d, target=0.95 * target / len(self.datas))
+                self.sides[i] = target
+
+
 def bars_per_second(bars, runonce: bool, model=None) -> float:
+    """Bar steps per second of one feed (``bars`` a frame) or a book (a dict of frames)."""
     cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
-    cerebro.adddata(make_feed(bars, "ORCL"), name="ORCL")
+    book = bars if isinstance(bars, dict) else {"ORCL": bars}
+    for sym, frame in book.items():
+        cerebro.adddata(make_feed(frame, sym), name=sym)
     cerebro.broker.setcommission(commission=0.001)
-    cerebro.addstrategy(SignalStrategy, model=model)
+    cerebro.addstrategy(BookStrategy if isinstance(bars, dict) else SignalStrategy, model=model)
     t0 = time.perf_counter()
     strat = cerebro.run()[0]
     return len(strat.data) / (time.perf_counter() - t0)
+
+
+def universe_of(bars) -> dict:
+    """ORCL and three generated random walks on its dates."""
+    book = {"ORCL": bars}
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        close = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.015, len(bars))))
+        walk = bars.copy()
+        for col in ("open", "high", "low", "close"):
+            walk[col] = close * (bars[col] / bars["close"]).to_numpy()
+        book[f"W{seed}"] = walk
+    return book
 
 
 def best(repeats: int, fn) -> float:
@@ -121,8 +172,9 @@ def import_seconds(code: str) -> float:
 def measure(kind: str, bars, args, work: Path) -> tuple:
     """Train the kind's model, then time its renders, its model call and both passes."""
     cfg = config_for(kind, args.epochs)
+    book = universe_of(bars) if kind == "correlation" else None
     t0 = time.perf_counter()
-    result = train(bars, cfg, {"symbol": "ORCL"})
+    result = train(book or bars, cfg, {"symbol": "ORCL"})
     trained = time.perf_counter() - t0
     art = load_artifact(save_artifact(result.artifact, work / kind))
     spec = art.image
@@ -130,29 +182,34 @@ def measure(kind: str, bars, args, work: Path) -> tuple:
     ends = window_ends(~np.isnan(feats).any(axis=1), art.window)
     windows = make_windows(art.scaler.transform(feats), ends, art.window)
     raw = {c: bars[c].to_numpy() for c in spec.columns}
-    spec.model_inputs(windows[:10], raw, ends[:10])  # warm (pyts imported, kernels loaded)
-    vec = best(args.repeat, lambda: spec.model_inputs(windows, raw, ends))
+    peers = frame_peers(book, spec.universe)["ORCL"] if book else None
+    spec.model_inputs(windows[:10], raw, ends[:10], peers)  # warm (pyts imported, kernels)
+    vec = best(args.repeat, lambda: spec.model_inputs(windows, raw, ends, peers))
     k = min(args.single, len(ends))
 
     def one_at_a_time():
         for i in range(len(ends) - k, len(ends)):
             t = ends[i]
             recent = {c: v[t - spec.window + 1 : t + 1] for c, v in raw.items()}
-            spec.last_input(windows[i], recent)
+            near = None
+            if peers is not None:  # the universe's closes at the window's rows, as live
+                near = type(peers)(peers.closes[t - spec.window + 1 : t + 1], peers.member)
+            spec.last_input(windows[i], recent, near)
 
     single = best(args.repeat, one_at_a_time)
     predictor = art.batch_predictor
-    x = spec.model_inputs(windows, raw, ends)
+    x = spec.model_inputs(windows, raw, ends, peers)
     predictor.outputs(x)
     model = best(args.repeat, lambda: predictor.outputs(x))
     rates: dict[str, list[float]] = {"sma_once": [], "img_once": [], "sma_step": [],
                                      "img_step": []}  # fmt: skip
-    bars_per_second(bars, True, art)  # warm the compiled predictors
+    fed = book or bars
+    bars_per_second(fed, True, art)  # warm the compiled predictors
     for _ in range(args.repeat):  # interleaved: the same load for both
-        rates["sma_once"].append(bars_per_second(bars, True))
-        rates["img_once"].append(bars_per_second(bars, True, art))
-        rates["sma_step"].append(bars_per_second(bars, False))
-        rates["img_step"].append(bars_per_second(bars, False, art))
+        rates["sma_once"].append(bars_per_second(fed, True))
+        rates["img_once"].append(bars_per_second(fed, True, art))
+        rates["sma_step"].append(bars_per_second(fed, False))
+        rates["img_step"].append(bars_per_second(fed, False, art))
     r = {key: max(v) for key, v in rates.items()}
     print(f"{kind}: trained in {trained:.1f} s, image {spec.shape}", flush=True)
     return kind, spec.shape, len(ends), trained, len(ends) / vec, k / single, len(ends) / model, r
@@ -163,6 +220,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--single", type=int, default=500, help="one-at-a-time renders timed")
+    parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=list(KINDS))
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     lazy = "from kerastrader.models.images import import_pyts; import_pyts()"
@@ -171,7 +229,7 @@ def main() -> None:
           "(compiled on first use, numba's disk cache)")  # fmt: skip
     bars = load_csv(embedded_data_path())
     work = Path(tempfile.mkdtemp(prefix="bench-images-"))
-    rows = [measure(kind, bars, args, work) for kind in KINDS]
+    rows = [measure(kind, bars, args, work) for kind in args.kinds]
     print()
     print(f"ORCL {len(bars)} daily bars; best of {args.repeat}; load average now "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
@@ -189,6 +247,8 @@ def main() -> None:
     print("img/s vec: every window rendered in one model_inputs call; img/s 1x1: a stack of one")
     print("per call, as bar by bar; model win/s: the batched ONNX call alone; once/step: bars/s")
     print("in Backtrader's vectorised / bar-by-bar pass; ratio: image model over plain SMA.")
+    print("correlation: a four-instrument book (ORCL + 3 generated walks), bar steps/s, one")
+    print("shared model for the book against four SMA signals; renders are ORCL's images.")
 
 
 if __name__ == "__main__":

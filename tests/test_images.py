@@ -170,12 +170,12 @@ class CountingSpec:
     def __init__(self, inner: ImageSpec) -> None:
         self.inner, self.stacks = inner, []
 
-    def model_inputs(self, windows, bars, ends):
+    def model_inputs(self, windows, bars, ends, peers=None):
         self.stacks.append(len(windows))
-        return self.inner.model_inputs(windows, bars, ends)
+        return self.inner.model_inputs(windows, bars, ends, peers)
 
-    def last_input(self, window, recent):
-        return ImageSpec.last_input(self, window, recent)  # through the counted model_inputs
+    def last_input(self, window, recent, peers=None):
+        return ImageSpec.last_input(self, window, recent, peers)  # through the counted one
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -251,11 +251,6 @@ def test_a_shared_image_model_draws_every_instruments_windows_alike_in_both_pass
         assert np.isfinite(shared_once[art.warmup :]).all()
         np.testing.assert_allclose(shared_once, alone, atol=1e-9, equal_nan=True)
         np.testing.assert_allclose(shared_step, alone, atol=1e-5, equal_nan=True)
-
-
-def test_correlation_images_are_reported_as_not_implemented():
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        load_config(None, ["model.kind=cnn2d", "model.input=image", "image.kind=correlation"])
 
 
 @pytest.mark.parametrize("name", ["image_candles", "image_gaf"])

@@ -10,7 +10,10 @@
 - ``gaf``: Gramian angular summation (``cos(phi_i + phi_j)``) and/or difference
   (``sin(phi_i - phi_j)``) fields of chosen scaled features, one channel each, from ``pyts``;
 - ``recurrence``: recurrence plots ``|x_i - x_j|`` of chosen scaled features (``pyts``),
-  optionally thresholded to 1 where the distance is below ``threshold``.
+  optionally thresholded to 1 where the distance is below ``threshold``;
+- ``correlation``: for a universe of N instruments, the N x N correlation heatmap of their
+  returns over the window, with a channel marking the instrument predicted
+  (:mod:`kerastrader.models.correlation_image`: its peers are read as of each bar).
 
 Causality: the image at bar t is a function of the window ending at t and of nothing else.
 pyts' ``GramianAngularField.fit`` learns nothing; ``transform`` rescales *each sample* (one
@@ -33,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from kerastrader.errors import ConfigError
+from kerastrader.models.correlation_image import CHANNELS, Peers, render_correlation
 
-KINDS = ("candles", "gaf", "recurrence")
+KINDS = ("candles", "gaf", "recurrence", "correlation")
 METHODS = ("summation", "difference", "both")
 OHLC = ("open", "high", "low", "close")
 BAR_PIXELS = 3  # candles: columns per bar (body, wick + body, body)
@@ -155,7 +159,8 @@ class ImageSpec:
     loaded model renders exactly as it was trained.
 
     ``channels`` names the features a gaf/recurrence image draws (``index``: their columns in
-    the feature window); candles draw the raw bars and have no feature channels.
+    the feature window); candles draw the raw bars and have no feature channels; a correlation
+    image draws the closes of ``universe`` (the instruments, in the trained order).
     """
 
     kind: str
@@ -165,12 +170,15 @@ class ImageSpec:
     index: tuple[int, ...] = ()
     method: str = "summation"
     threshold: float = 0.0
+    universe: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(rows, columns, channels) of one image."""
         if self.kind == "candles":
             return (self.size, self.window * BAR_PIXELS, 1)
+        if self.kind == "correlation":
+            return (len(self.universe), len(self.universe), CHANNELS)
         per = 2 if (self.kind == "gaf" and self.method == "both") else 1
         return (self.size, self.size, per * len(self.channels))
 
@@ -185,9 +193,26 @@ class ImageSpec:
         """Bar columns the rendering reads besides the feature window (candles: OHLC)."""
         return OHLC if self.kind == "candles" else ()
 
-    def render(self, windows: np.ndarray, ohlc: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def reads_universe(self) -> bool:
+        """Whether the image needs the other instruments' bars (:class:`Peers`)."""
+        return self.kind == "correlation"
+
+    def render(
+        self,
+        windows: np.ndarray,
+        ohlc: np.ndarray | None = None,
+        closes: np.ndarray | None = None,
+        member: int = 0,
+    ) -> np.ndarray:
         """(n, rows, columns, channels) images of n windows: ``windows`` are scaled feature
-        windows (n, W, F), ``ohlc`` the same windows' raw bars (n, W, 4) for candles."""
+        windows (n, W, F), ``ohlc`` the same windows' raw bars (n, W, 4) for candles,
+        ``closes`` the universe's closes over them (n, W, N) for a correlation image of the
+        instrument ``member``."""
+        if self.kind == "correlation":
+            if closes is None:
+                raise ValueError("a correlation image is drawn from the universe's closes")
+            return render_correlation(closes, member)
         if self.kind == "candles":
             if ohlc is None:
                 raise ValueError("candles are drawn from the windows' OHLC bars")
@@ -198,11 +223,16 @@ class ImageSpec:
         return render_recurrence(picked, self.size, self.threshold)
 
     def model_inputs(
-        self, windows: np.ndarray, bars: Mapping[str, Any], ends: np.ndarray
+        self,
+        windows: np.ndarray,
+        bars: Mapping[str, Any],
+        ends: np.ndarray,
+        peers: Peers | None = None,
     ) -> np.ndarray:
         """The model's inputs (n, rows, columns x channels) float32 for the windows ending at
-        rows ``ends`` of ``bars`` (a mapping of bar columns, the rows ``windows`` came from):
-        rendered in one vectorised pass (in chunks of :data:`CHUNK` windows for memory)."""
+        rows ``ends`` of ``bars`` (a mapping of bar columns, the rows ``windows`` came from;
+        ``peers``: the universe's closes at the same rows, for a correlation image): rendered
+        in one vectorised pass (in chunks of :data:`CHUNK` windows for memory)."""
         windows = np.asarray(windows)
         ends = np.asarray(ends, dtype=np.intp)
         n = len(windows)
@@ -210,20 +240,30 @@ class ImageSpec:
         ohlc_rows = None
         if self.kind == "candles":
             ohlc_rows = np.column_stack([np.asarray(bars[c], dtype=np.float64) for c in OHLC])
+        if self.reads_universe and peers is None:
+            raise ValueError(
+                f"a correlation image reads every instrument of {', '.join(self.universe)}: "
+                "predict it with SharedKerasIndicator over their feeds (a book with "
+                "portfolio.models = 'shared'), not one feed's KerasIndicator"
+            )
         steps = np.arange(self.window - 1, -1, -1)  # window rows, oldest first
         for i in range(0, n, CHUNK):
             part = slice(i, min(i + CHUNK, n))
-            ohlc = None
-            if ohlc_rows is not None:
-                ohlc = ohlc_rows[ends[part, None] - steps[None, :]]  # (k, W, 4)
-            img = self.render(windows[part], ohlc)
+            rows = ends[part, None] - steps[None, :]
+            ohlc = None if ohlc_rows is None else ohlc_rows[rows]  # (k, W, 4)
+            closes = None if peers is None else peers.closes[rows]  # (k, W, N)
+            member = 0 if peers is None else peers.member
+            img = self.render(windows[part], ohlc, closes, member)
             out[part] = img.reshape(len(img), *self.input_dims)
         return out
 
-    def last_input(self, window: np.ndarray, recent: Mapping[str, Any]) -> np.ndarray:
-        """The bar-by-bar pass: one image from the current (W, F) window and the last W bars,
-        through :meth:`model_inputs` with a stack of one."""
-        return self.model_inputs(window[None], recent, np.array([self.window - 1]))[0]
+    def last_input(
+        self, window: np.ndarray, recent: Mapping[str, Any], peers: Peers | None = None
+    ) -> np.ndarray:
+        """The bar-by-bar pass: one image from the current (W, F) window and the last W bars
+        (and the universe's closes at them), through :meth:`model_inputs` with a stack of
+        one."""
+        return self.model_inputs(window[None], recent, np.array([self.window - 1]), peers)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +274,7 @@ class ImageSpec:
             "index": list(self.index),
             "method": self.method,
             "threshold": self.threshold,
+            "universe": list(self.universe),
             "shape": list(self.shape),
             "input_dims": list(self.input_dims),
         }
@@ -248,17 +289,32 @@ class ImageSpec:
             index=tuple(int(i) for i in d.get("index", ())),
             method=str(d.get("method", "summation")),
             threshold=float(d.get("threshold", 0.0)),
+            universe=tuple(d.get("universe", ())),
         )
 
     @classmethod
     def from_config(
-        cls, image: Mapping[str, Any], feature_names: Sequence[str], window: int
+        cls,
+        image: Mapping[str, Any],
+        feature_names: Sequence[str],
+        window: int,
+        symbols: Sequence[str] = (),
     ) -> ImageSpec:
-        """The spec from the config's ``[image]`` table and the model's feature names."""
+        """The spec from the config's ``[image]`` table, the model's feature names and the
+        instruments it is trained on (``symbols``, which a correlation image draws)."""
         check_image_config(image, window)
         kind, size = image["kind"], int(image["size"]) or int(window)
         channels: tuple[str, ...] = ()
-        if kind != "candles":
+        universe: tuple[str, ...] = ()
+        if kind == "correlation":
+            universe = tuple(symbols)
+            if len(universe) < 2:
+                raise ConfigError(
+                    "image.kind = 'correlation' draws a universe's correlations: it needs at "
+                    f"least two instruments in data.symbols (got {len(universe)})"
+                )
+            size = len(universe)
+        elif kind != "candles":
             channels = tuple(image["features"]) or tuple(feature_names)
             unknown = [c for c in channels if c not in feature_names]
             if unknown:
@@ -274,17 +330,13 @@ class ImageSpec:
             index=tuple(list(feature_names).index(c) for c in channels),
             method=str(image["method"]),
             threshold=float(image["threshold"]),
+            universe=universe,
         )
 
 
 def check_image_config(image: Mapping[str, Any], window: int) -> None:
     """The ``[image]`` table's values, each problem as one line."""
     kind = image["kind"]
-    if kind == "correlation":
-        raise ConfigError(
-            "image.kind = 'correlation' (a universe's correlation heatmap) is not implemented "
-            "yet: use candles, gaf or recurrence"
-        )
     if kind not in KINDS:
         raise ConfigError(f"image.kind = {kind!r}: expected one of {', '.join(KINDS)}")
     if image["method"] not in METHODS:
@@ -292,6 +344,13 @@ def check_image_config(image: Mapping[str, Any], window: int) -> None:
             f"image.method = {image['method']!r}: expected one of {', '.join(METHODS)}"
         )
     size = int(image["size"])
+    if kind == "correlation" and size != 0:
+        raise ConfigError(
+            f"image.size = {size}: a correlation image is one row and column per instrument; "
+            "leave image.size at 0"
+        )
+    if kind == "correlation" and window < 3:
+        raise ConfigError(f"model.window = {window}: a correlation needs at least 3 closes")
     if size < 0 or (kind != "candles" and size > window):
         limit = "" if kind == "candles" else f" and at most model.window ({window})"
         raise ConfigError(f"image.size = {size}: must be 0 (the window) or positive{limit}")
@@ -316,17 +375,30 @@ def check_config(cfg: Mapping[str, Mapping[str, Any]]) -> None:
     if m.get("pool", 2) < 0:
         raise ConfigError("model.pool must not be negative (0 or 1: no pooling)")
     check_image_config(cfg["image"], int(m["window"]))
+    if cfg["image"]["kind"] == "correlation" and cfg["portfolio"]["models"] != "shared":
+        raise ConfigError(
+            "image.kind = 'correlation' draws the whole universe for each instrument: it needs "
+            "one shared model (portfolio.models = 'shared'), not one per instrument"
+        )
 
 
-def image_spec(cfg: Mapping[str, Mapping[str, Any]], feature_names: Sequence[str]):
-    """The run's :class:`ImageSpec`, or None when the model reads plain windows."""
+def image_spec(
+    cfg: Mapping[str, Mapping[str, Any]], feature_names: Sequence[str], symbols: Sequence[str] = ()
+):
+    """The run's :class:`ImageSpec` for a model trained on ``symbols``, or None when the
+    model reads plain windows."""
     if cfg["model"].get("input", "window") != "image":
         return None
-    return ImageSpec.from_config(cfg["image"], feature_names, int(cfg["model"]["window"]))
+    window = int(cfg["model"]["window"])
+    return ImageSpec.from_config(cfg["image"], feature_names, window, symbols)
 
 
 def model_inputs(
-    spec: ImageSpec | None, windows: np.ndarray, bars: Mapping[str, Any], ends: np.ndarray
+    spec: ImageSpec | None,
+    windows: np.ndarray,
+    bars: Mapping[str, Any],
+    ends: np.ndarray,
+    peers: Peers | None = None,
 ) -> np.ndarray:
     """``windows`` as they are, or rendered by ``spec`` (training's one call)."""
-    return windows if spec is None else spec.model_inputs(windows, bars, ends)
+    return windows if spec is None else spec.model_inputs(windows, bars, ends, peers)

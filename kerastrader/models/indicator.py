@@ -160,6 +160,7 @@ class DataPredictor:
         self._ring = np.empty(0, dtype=np.float32)
         self._ring_bar = -1  # len(data) when the ring's last row was computed
         self._inputs: dict[int, list[str]] = {}  # id(feature set) -> lines read
+        self.universe = None  # FeedUniverse: the peers a correlation image reads (shared)
 
     @property
     def warmup(self) -> int:
@@ -203,7 +204,7 @@ class DataPredictor:
         if art.image is not None:  # every window rendered in one pass (models/images.py)
             raw = {c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
                    for c in art.image.columns}  # fmt: skip
-            x = art.image.model_inputs(x, raw, ends)
+            x = art.image.model_inputs(x, raw, ends, self._peers(art, lo, end))
         predictor = art.batch_predictor
         outputs = predictor.outputs(x)
         return ends + lo, predictor.score(outputs), outputs
@@ -216,6 +217,12 @@ class DataPredictor:
             aliases = set(self.data.lines.getlinealiases())
             self._inputs[key] = [c for c in features.inputs if c in aliases]
         return self._inputs[key]
+
+    def _peers(self, art: Artifact, lo: int, hi: int):
+        """The universe's closes at rows [lo, hi) when the image reads them, else None."""
+        if not art.image.reads_universe or self.universe is None:
+            return None  # (a correlation image without a universe says so in one line)
+        return self.universe.history(self.data, lo, hi)
 
     # -- bar-by-bar pass -------------------------------------------------------------------
     def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
@@ -289,7 +296,11 @@ class DataPredictor:
         if not ready:
             return None
         if art.image is not None:  # the same rendering, a stack of one (models/images.py)
-            return k, art.image.last_input(self._ring, self._recent(art.image.columns, art.window))
+            peers = None
+            if art.image.reads_universe and self.universe is not None:
+                peers = self.universe.recent(self.data, art.window)
+            recent = self._recent(art.image.columns, art.window)
+            return k, art.image.last_input(self._ring, recent, peers)
         return k, self._ring
 
 

@@ -108,6 +108,7 @@ class _SharedBase(bt.Indicator):
         self.schedule = model_schedule(self.p.model)
         self.artifact = self.schedule[-1][1]
         self.feeds = [DataPredictor(d, self.schedule, self.p.backend) for d in self.datas]
+        self._bind_universe()
         self.addminperiod(1)
         self.calls = 0  # model calls in the bar-by-bar pass
         self.bars = 0  # bar steps in the bar-by-bar pass
@@ -122,6 +123,20 @@ class _SharedBase(bt.Indicator):
 
     def prediction(self, i: int):
         return self.lines[i]
+
+    def _bind_universe(self) -> None:
+        """A correlation image reads every instrument of its universe: give each feed the
+        universe's feeds, found by name (models/correlation_image.py)."""
+        images = [a.image for _, a in self.schedule if a.image is not None]
+        universes = {im.universe for im in images if im.reads_universe}
+        if len(universes) > 1:
+            raise ValueError("the walk-forward folds' correlation images read different universes")
+        if universes:
+            from kerastrader.models.correlation_image import FeedUniverse
+
+            universe = FeedUniverse(self.datas, universes.pop())
+            for feed in self.feeds:
+                feed.universe = universe
 
     # -- vectorised pass -------------------------------------------------------------------
     def oncestart(self, start: int, end: int) -> None:
@@ -202,7 +217,10 @@ class _SharedBase(bt.Indicator):
             if art.image is not None:  # every window drawn in one pass (models/images.py)
                 raw = {c: np.asarray(getattr(feed.data, c).array[lo:hi], dtype=np.float64)
                        for c in art.image.columns}  # fmt: skip
-                x = art.image.model_inputs(x, raw, ends)
+                peers = None
+                if art.image.reads_universe:
+                    peers = feed.universe.history(feed.data, lo, hi)
+                x = art.image.model_inputs(x, raw, ends, peers)
             yield int(k), ends + lo, x
 
     # -- bar-by-bar pass -------------------------------------------------------------------

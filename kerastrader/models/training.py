@@ -26,6 +26,7 @@ from kerastrader.errors import ConfigError
 from kerastrader.feeds.actions import total_return_close
 from kerastrader.feeds.sessions import ExchangeClock
 from kerastrader.models.artifact import Artifact, library_versions
+from kerastrader.models.correlation_image import frame_peers
 from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
 from kerastrader.models.images import image_spec, model_inputs
@@ -255,7 +256,8 @@ def _prepare(
     )
     scaler = text_scaler(scaler, feature_set)  # token id columns stay ids
     scaled = {sym: scaler.transform(d.features) for sym, d in datasets.items()}
-    image = image_spec(cfg, feature_set.names)  # None: the model reads the windows
+    image = image_spec(cfg, feature_set.names, list(universe))  # None: plain windows
+    peers = frame_peers(universe, image.universe) if image and image.reads_universe else {}
     x, y = {}, {}
     age = np.empty(0)
     for split in SPLITS:
@@ -263,7 +265,7 @@ def _prepare(
         for sym, d in datasets.items():
             idx = d.ends[split]
             w = make_windows(scaled[sym], idx, window)
-            xs.append(model_inputs(image, w, universe[sym], idx))  # images: rendered here
+            xs.append(model_inputs(image, w, universe[sym], idx, peers.get(sym)))  # images
             ys.append(d.labels[idx].astype(np.float32))
             when.append(d.dates[idx].asi8)
             ages.append(d.ends["train"][-1] - idx)
