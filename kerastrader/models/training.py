@@ -89,11 +89,15 @@ def split_dataset(
     horizon: int = 1,
     head: Head | None = None,
     clock: ExchangeClock | None = None,
+    require: bool = True,
 ) -> Dataset:
     """Compute features and labels and assign every labelled window to one split.
 
     Besides the configured keys, ``split`` may carry ``train_start`` and ``test_end`` (dates;
     walk-forward folds use them) and ``embargo`` (extra bars dropped before each boundary).
+    ``require=False`` (one instrument of a book) lets a split be empty: an instrument that
+    started trading after the training period has no training windows; :func:`book_datasets`
+    checks the book as a whole.
     """
     head = head or Head("direction", horizon)
     dates = pd.DatetimeIndex(bars.index)
@@ -102,7 +106,7 @@ def split_dataset(
     labels = head.labels(total_return_close(bars))  # an ex-dividend day is not a down bar
     ends = window_ends(~np.isnan(features).any(axis=1), window)
     ends = ends[~np.isnan(labels[ends])]
-    if len(ends) < 3:
+    if len(ends) < 3 and require:
         raise ConfigError(
             f"only {len(ends)} labelled windows: the data has {len(bars)} bars but the features "
             f"need {feature_set.lookback} and the window {window}"
@@ -122,8 +126,9 @@ def split_dataset(
                 "split: train_fraction and validation_fraction must be positive "
                 "and leave a test period (sum below 1)"
             )
-        last_train = int(ends[int(n * fractions[0]) - 1])
-        last_val = int(ends[int(n * sum(fractions)) - 1])
+        k_train, k_val = int(n * fractions[0]) - 1, int(n * sum(fractions)) - 1
+        last_train = int(ends[k_train]) if k_train >= 0 else -1  # (too few: none, not ends[-1])
+        last_val = int(ends[k_val]) if k_val >= 0 else -1
     first_train = 0
     if split.get("train_start"):
         first_train = int(dates.searchsorted(pd.Timestamp(split["train_start"]), side="left"))
@@ -141,15 +146,49 @@ def split_dataset(
         "validation": ends[(ends > last_train) & (ends + gap <= last_val)],
         "test": test,
     }
-    span = f"{dates[0].date()} .. {dates[-1].date()}"
+    span = f"{dates[0].date()} .. {dates[-1].date()}" if len(dates) else "no bars"
     for name, idx in out.items():
-        if len(idx) == 0:
+        if len(idx) == 0 and require:
             raise ConfigError(
                 f"split: the {name} period has no labelled windows (data {span}, "
                 f"train_end {dates[max(last_train, 0)].date()}, "
                 f"validation_end {dates[max(last_val, 0)].date()})"
             )
     return Dataset(dates=dates, features=features, labels=labels, ends=out)
+
+
+def book_datasets(
+    universe: dict[str, pd.DataFrame],
+    feature_set: FeatureSet,
+    window: int,
+    split: dict[str, Any],
+    head: Head,
+    clock: ExchangeClock | None = None,
+) -> dict[str, Dataset]:
+    """Every instrument's :func:`split_dataset`. One instrument must fill every split; in a
+    book each split needs windows from at least one instrument: an instrument that began
+    trading after the training period (a walk-forward fold's, or a static split's) has none
+    there, and the shared model learns from the others and predicts it all the same."""
+    if len(universe) == 1:
+        return {sym: split_dataset(b, feature_set, window, split, head.horizon, head,
+                                   clock=clock) for sym, b in universe.items()}  # fmt: skip
+    datasets = {
+        sym: split_dataset(b, feature_set, window, split, head.horizon, head, clock=clock,
+                           require=False)
+        for sym, b in universe.items()
+    }  # fmt: skip
+    for name in SPLITS:
+        if not any(len(d.ends[name]) for d in datasets.values()):
+            raise ConfigError(
+                f"split: the {name} period has no labelled windows in any of "
+                f"{', '.join(universe)} (train_end {split.get('train_end') or '-'}, "
+                f"validation_end {split.get('validation_end') or '-'})"
+            )
+        absent = [sym for sym, d in datasets.items() if not len(d.ends[name])]
+        if absent and name == "train":
+            log.info("%s: no training windows in this period (trading began later): the "
+                     "shared model learns from the others", ", ".join(absent))  # fmt: skip
+    return datasets
 
 
 ONNX_TOLERANCE = 1e-5
@@ -242,15 +281,13 @@ def _prepare(
     feature_set = with_text(feature_set, cfg, universe, head)
     window = int(cfg["model"]["window"])
     clock = ExchangeClock.from_config(cfg["data"])
-    datasets = {
-        sym: split_dataset(b, feature_set, window, cfg["split"], head.horizon, head, clock=clock)
-        for sym, b in universe.items()
-    }
+    datasets = book_datasets(universe, feature_set, window, cfg["split"], head, clock)
     scaler = FittedScaler.fit(
         np.concatenate(
             [
                 d.features[d.ends["train"][0] - window + 1 : d.ends["train"][-1] + 1]
                 for d in datasets.values()
+                if len(d.ends["train"])
             ]
         )
     )
@@ -268,7 +305,7 @@ def _prepare(
             xs.append(model_inputs(image, w, universe[sym], idx, peers.get(sym)))  # images
             ys.append(d.labels[idx].astype(np.float32))
             when.append(d.dates[idx].asi8)
-            ages.append(d.ends["train"][-1] - idx)
+            ages.append((d.ends["train"][-1] if len(d.ends["train"]) else 0) - idx)
         order = np.argsort(np.concatenate(when), kind="stable")  # by date across symbols
         x[split], y[split] = np.concatenate(xs)[order], np.concatenate(ys)[order]
         if split == "train":
@@ -291,8 +328,7 @@ def _select(
     window = int(cfg["model"]["window"])
     xs, ys, when = [], [], []
     clock = ExchangeClock.from_config(cfg["data"])
-    for b in universe.values():
-        d = split_dataset(b, feature_set, window, cfg["split"], head.horizon, head, clock=clock)
+    for d in book_datasets(universe, feature_set, window, cfg["split"], head, clock).values():
         idx = d.ends["train"]
         xs.append(d.features[idx])
         ys.append(d.labels[idx])
@@ -504,6 +540,7 @@ def train(
         rows = [
             prep.scaler.transform(d.features)[feature_set.lookback - 1 : d.ends["train"][-1] + 1]
             for d in datasets.values()
+            if len(d.ends["train"])
         ]
         val_rows = [
             prep.scaler.transform(d.features)[d.ends["validation"]] for d in datasets.values()
@@ -617,8 +654,8 @@ def train(
         },
         "periods": {
             s: [
-                min(stamp(d.dates[d.ends[s][0]]) for d in datasets.values()),
-                max(stamp(d.dates[d.ends[s][-1]]) for d in datasets.values()),
+                min(stamp(d.dates[d.ends[s][0]]) for d in datasets.values() if len(d.ends[s])),
+                max(stamp(d.dates[d.ends[s][-1]]) for d in datasets.values() if len(d.ends[s])),
             ]
             for s in SPLITS
         },
