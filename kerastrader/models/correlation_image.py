@@ -122,6 +122,9 @@ class FeedUniverse:
             ("close", *(c for c in ACTION_COLUMNS if c in d.lines.getlinealiases()))
             for d in self.datas
         ]
+        # Each member of a bar asks for the same peers' recent bars: read them once a bar
+        # (keyed by the peer's bar count and current bar, so a bar updated in place is re-read)
+        self._recent: list[tuple | None] = [None] * len(self.datas)
 
     def member(self, data) -> int:
         try:
@@ -145,10 +148,14 @@ class FeedUniverse:
     def recent(self, data, size: int) -> Peers:
         """Peers at ``data``'s last ``size`` bars, from each peer's bars up to now."""
         times = np.asarray(data.datetime.get(size=size), dtype=np.float64)
-        cols = [
-            _recent_bars(peer, lines, float(times[0]), size)
-            for peer, lines in zip(self.datas, self._lines, strict=True)
-        ]
+        since = float(times[0])
+        cols = []
+        for j, (peer, lines) in enumerate(zip(self.datas, self._lines, strict=True)):
+            n, got = len(peer), self._recent[j]
+            key = (n, peer.datetime[0], peer.close[0]) if n else (0, 0.0, 0.0)
+            if got is None or got[0] != key or not (len(got[1]) >= n or got[1][0] <= since):
+                got = self._recent[j] = (key, *_recent_bars(peer, lines, since, size))
+            cols.append(got[1:])
         return Peers(aligned_closes(times, cols), self.member(data))
 
 
