@@ -237,7 +237,12 @@ def bar_stamps(bars: Any) -> np.ndarray:
 
 @dataclass
 class TextSource:
-    """The items a model reads, sorted by time: one symbol's plus the market-wide ones.
+    """The items a model reads, sorted by time: one symbol's plus the market-wide ones
+    (``symbol = ""``: every item of the files).
+
+    A book reads the files once: :meth:`for_symbol` gives each instrument's view (its own
+    items plus the market-wide ones) over the same reading, and per-item arrays (scores,
+    token ids) are made once per item for every view (:meth:`cached`).
 
     ``watch`` (a live session) re-reads the file or folder when a file changed, at most once
     per call of :meth:`refresh`; new items then enter at the next bar, as in a backtest.
@@ -248,13 +253,22 @@ class TextSource:
     columns: dict[str, str] = field(default_factory=dict)
     symbol: str = ""
     watch: bool = False
+    root: TextSource | None = field(default=None, repr=False)  # a view's reading (for_symbol)
     times: np.ndarray = field(init=False, repr=False)
     texts: np.ndarray = field(init=False, repr=False)
+    index: np.ndarray = field(init=False, repr=False)  # positions among the files' items
     _stamp: tuple = field(init=False, repr=False, default=())
     _cache: dict[str, Any] = field(init=False, repr=False, default_factory=dict)
+    _items: dict[str, tuple] = field(init=False, repr=False, default_factory=dict)
+    _views: dict[str, TextSource] = field(init=False, repr=False, default_factory=dict)
+    _generation: int = field(init=False, repr=False, default=0)
+    _noted: set = field(init=False, repr=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self._load()
+        if self.root is None:
+            self._load()
+        else:
+            self._select()
 
     def _file_stamp(self) -> tuple:
         return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
@@ -263,25 +277,86 @@ class TextSource:
     def _load(self) -> None:
         self._stamp = self._file_stamp()
         items = read_items(self.path, self.timezone, self.columns)
-        if self.symbol:
-            items = items[items["symbol"].isin(["", self.symbol])]
-        self.times = items["time"].to_numpy("datetime64[ns]").astype(np.int64)
-        self.texts = items["text"].to_numpy(dtype=object)
-        self._cache = {}
+        self._all_times = items["time"].to_numpy("datetime64[ns]").astype(np.int64)
+        self._all_texts = items["text"].to_numpy(dtype=object)
+        self._all_symbols = items["symbol"].to_numpy(dtype=object)
+        self._items = {}
+        self._noted = set()
+        self._generation += 1
+        self._select()
         log.info("text: %d items from %s", len(self.times), self.path)
+
+    def _select(self) -> None:
+        """This source's items among the reading's: the symbol's and the market's."""
+        reading = self.root or self
+        self._generation = reading._generation
+        symbols = reading._all_symbols
+        if self.symbol:
+            self.index = np.flatnonzero((symbols == "") | (symbols == self.symbol))
+        else:
+            self.index = np.arange(len(symbols))
+        self.times = reading._all_times[self.index]
+        self.texts = reading._all_texts[self.index]
+        self._cache = {}
 
     def refresh(self) -> bool:
         """Re-read the items when the files changed (watched sources only); True if they did."""
+        if self.root is not None:
+            self.root.refresh()
+            if self.root._generation == self._generation:
+                return False
+            self._select()
+            return True
         if not self.watch or self._file_stamp() == self._stamp:
             return False
         self._load()
         return True
 
+    def for_symbol(self, symbol: str) -> TextSource:
+        """The items about ``symbol`` plus the market-wide ones, over this source's reading
+        (the same object for the same symbol; a watched reading's views follow its files)."""
+        if symbol == self.symbol:
+            return self
+        reading = self.root or self
+        if symbol not in reading._views:
+            reading._views[symbol] = TextSource(
+                self.path, self.timezone, dict(self.columns), symbol, self.watch, root=reading
+            )
+        return reading._views[symbol]
+
     def cached(self, key: str, make) -> Any:
-        """A per-item array derived from the texts (scores, token ids), made once per load."""
+        """A per-item array derived from the texts (scores, token ids), made once per load
+        and item, whichever views read the item."""
         if key not in self._cache:
-            self._cache[key] = make(self.texts)
+            self._cache[key] = (self.root or self)._per_item(key, make, self.index)
         return self._cache[key]
+
+    def _per_item(self, key: str, make, positions: np.ndarray) -> np.ndarray:
+        values, done = self._items.get(key, (None, np.zeros(len(self._all_texts), dtype=bool)))
+        missing = positions[~done[positions]]
+        if len(missing):
+            made = np.asarray(make(self._all_texts[missing]))
+            if values is None:
+                values = np.zeros((len(done), *made.shape[1:]), dtype=made.dtype)
+            values[missing] = made
+            done[missing] = True
+            self._items[key] = (values, done)
+        if values is None:
+            return make(self._all_texts[positions])
+        return values[positions]
+
+    def outside(self, book: list[str]) -> int:
+        """How many items name a symbol that is not one of ``book`` (nor market-wide): a book
+        leaves them out; logged once per reading and book."""
+        reading = self.root or self
+        symbols = reading._all_symbols
+        count = int(np.count_nonzero((symbols != "") & ~np.isin(symbols, list(book))))
+        key = tuple(book)
+        if count and key not in reading._noted:
+            reading._noted.add(key)
+            log.info("text: %d of %d items name a symbol outside the book (%s): ignored",
+                     count, len(symbols), ", ".join(book))  # fmt: skip
+        return count
 
     def between(self, first_ns: int, last_ns: int) -> slice:
         """Positions of the items with ``first_ns <= time < last_ns``."""
@@ -305,16 +380,28 @@ def cached_source(path: str, timezone: str = "", columns: dict[str, str] | None 
     return _SOURCES[key]
 
 
+def book_symbols(cfg: dict[str, Any]) -> list[str] | None:
+    """The configured book when ``data.symbols`` names several instruments (``["*"]``: all
+    of the data's, known once loaded), else None (one instrument)."""
+    symbols = list(cfg["data"]["symbols"])
+    return symbols if len(symbols) > 1 or symbols == ["*"] else None
+
+
 def source_from_config(cfg: dict[str, Any], *, watch: bool = False) -> TextSource | None:
     """The configured text source (``[text] path``), or None when there is none; ``watch``
-    for a live session (re-read when the files change)."""
+    for a live session (re-read when the files change). One instrument: its items and the
+    market-wide ones. A book (``data.symbols`` with several): every item, each instrument
+    reading its own and the market-wide ones through :meth:`TextSource.for_symbol`."""
     t = cfg["text"]
     if not t["path"]:
         return None
+    book = book_symbols(cfg)
     symbols = cfg["data"]["symbols"]
-    if symbols and (len(symbols) != 1 or symbols == ["*"]):
-        raise ConfigError("[text] feeds one instrument for now: data.symbols lists several")
-    symbol = symbols[0] if symbols else cfg["data"]["symbol"]
+    symbol = "" if book else (symbols[0] if symbols else cfg["data"]["symbol"])
     if watch:
-        return TextSource(t["path"], t["timezone"], dict(t["columns"]), symbol, watch=True)
-    return cached_source(t["path"], t["timezone"], t["columns"], symbol)
+        source = TextSource(t["path"], t["timezone"], dict(t["columns"]), symbol, watch=True)
+    else:
+        source = cached_source(t["path"], t["timezone"], t["columns"], symbol)
+    if book and book != ["*"]:
+        source.outside(book)
+    return source

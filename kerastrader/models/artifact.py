@@ -88,6 +88,14 @@ class Artifact:
         f = self.metadata["features"]
         return bound_feature_set(FeatureSet(f["names"], memory=f["memory"]), f, self.text)
 
+    def features_for(self, symbol: str) -> FeatureSet:
+        """The feature set that reads the instrument ``symbol`` (a feed's name): the same for
+        every feed, except a book's text model, whose instruments each read their own items
+        (:func:`kerastrader.models.text_features.for_symbol`)."""
+        from kerastrader.models.text_features import for_symbol
+
+        return for_symbol(self.feature_set, symbol)
+
     @cached_property
     def scaler(self) -> FittedScaler:
         return FittedScaler.from_dict(self.metadata["scaler"])

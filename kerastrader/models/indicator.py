@@ -157,6 +157,7 @@ class DataPredictor:
         self._reads: list[tuple[int, object]] = []  # (FeatureStream.bar slot, line) per bar
         self._steps: dict[int, object] = {}
         self._fold = -1
+        self._features = None  # the current fold's feature set as it reads this feed
         self._ring = np.empty(0, dtype=np.float32)
         self._ring_bar = -1  # len(data) when the ring's last row was computed
         self._inputs: dict[int, list[str]] = {}  # id(feature set) -> lines read
@@ -189,7 +190,7 @@ class DataPredictor:
                 yield got
 
     def _once_range(self, art: Artifact, start: int, end: int):
-        features = art.feature_set
+        features = self.features(art)
         lo = max(0, start - (features.lookback - 1) - (art.window - 1))
         bars = {
             c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
@@ -208,6 +209,11 @@ class DataPredictor:
         predictor = art.batch_predictor
         outputs = predictor.outputs(x)
         return ends + lo, predictor.score(outputs), outputs
+
+    def features(self, art: Artifact):
+        """The model's feature set as it reads this feed (a book's text model: the feed's own
+        items, found by the feed's name; :meth:`Artifact.features_for`)."""
+        return art.features_for(getattr(self.data, "_name", ""))
 
     def inputs(self, features) -> list[str]:
         """The lines the features read from this feed: OHLCV, and the dividend and split lines
@@ -238,7 +244,7 @@ class DataPredictor:
         """A new fold's model: its own features, scaler and window."""
         self._fold = k
         self._ring_bar = -1
-        features = art.feature_set
+        features = self._features = self.features(art)
         self._size = features.lookback + art.window - 1  # bars of the first full window
         if hasattr(features, "stream"):  # one compiled step per bar (models/feature_stream.py)
             self._stream = features.stream(art.scaler, art.window)
@@ -251,7 +257,7 @@ class DataPredictor:
             self._ring = np.empty((art.window, len(features)), dtype=np.float32)
 
     def _recomputed(self, art: Artifact, bar: int, size: int) -> bool:
-        features, scaler = art.feature_set, art.scaler
+        features, scaler = self._features, art.scaler
         if self._ring_bar == bar - 1:
             row = features.compute_last(self._recent(self.inputs(features), features.lookback))
             self._ring[:-1] = self._ring[1:]
@@ -289,7 +295,7 @@ class DataPredictor:
                 values[i] = line[0]
             ready = stream.step()
         elif self._ring_bar != bar:
-            ready = stream.seed(self._recent(self.inputs(art.feature_set), size))
+            ready = stream.seed(self._recent(self.inputs(self._features), size))
         else:
             ready = stream.ready
         self._ring_bar = bar

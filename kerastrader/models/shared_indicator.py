@@ -197,8 +197,9 @@ class _SharedBase(bt.Indicator):
             if k < 0:
                 continue  # before the first fold: no model has been fitted yet
             art = self.schedule[k][1]
-            features = art.feature_set
-            key = (tuple(features.names), features.memory)
+            features = feed.features(art)  # a book's text model: this feed's own items
+            # (text columns also depend on the fold's vocabulary and the feed's instrument)
+            key = (tuple(features.names), features.memory, getattr(features, "text_key", None))
             if key not in computed:
                 cols = feed.inputs(features)
                 bars = {c: np.asarray(getattr(feed.data, c).array[:n], dtype=np.float64)

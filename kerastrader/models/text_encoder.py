@@ -59,19 +59,27 @@ def vectorizer(tokens: int, vocabulary: list[str] | None = None, max_tokens: int
 
 def fit_vocabulary(
     t: dict[str, Any],
-    source: TextSource,
+    sources: dict[str, TextSource],
     universe: dict[str, pd.DataFrame],
     last_train: dict[str, int],
     spec: dict[str, Any],
 ) -> dict[str, Any]:
     """The encoder's settings, with the vocabulary fitted on the items that the alignment puts
-    on training bars (bar 1 .. the last training window's bar of each symbol) only."""
-    texts = []
-    for sym, bars in universe.items():
+    on training bars (bar 1 .. the last training window's bar of each symbol) only.
+
+    ``sources`` are the items each symbol reads (a book: its own plus the market-wide ones).
+    Each item counts once, in time order, however many instruments read it on their training
+    bars: a market-wide headline is one document, not one per instrument of the book (the
+    word counts would otherwise grow with the book's size for market-wide words only)."""
+    found: dict[int, str] = {}
+    for sym, source in sources.items():
+        bars = universe[sym]
         closes = bar_closes(bar_stamps(bars), spec["daily"], spec["timezone"], spec["session_end"])
         span = source.between(int(closes[0]), int(closes[last_train[sym]]))
         rows = assign_bars(source.times[span], closes)
-        texts += list(source.texts[span][rows <= last_train[sym]])
+        keep = rows <= last_train[sym]
+        found.update(zip(source.index[span][keep].tolist(), source.texts[span][keep], strict=True))
+    texts = [found[i] for i in sorted(found)]
     if not texts:
         raise ConfigError("text.encoder: no items fall on the training bars to fit a vocabulary")
     layer = vectorizer(int(t["tokens"]), max_tokens=int(t["vocabulary"]))

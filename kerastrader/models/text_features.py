@@ -17,6 +17,12 @@ both indicator passes use it unchanged. The bars' stamps come from the frame's i
 names in ``inputs``). The first bar of any span has no previous close, so its items cannot
 be told from older ones: its text columns are NaN, and each text feature looks back one bar
 more than its span.
+
+A book's model (several instruments, one shared model) reads each instrument's own items plus
+the market-wide ones: the artifact records the book (``source.symbols``), and
+:func:`for_symbol` gives the feature set of one instrument (a feed's Backtrader name, a
+training universe's key), the same definition over that instrument's items. A model of one
+instrument (``source.symbol``) reads that symbol's items whatever the feed is called.
 """
 
 from __future__ import annotations
@@ -103,10 +109,18 @@ class TextFeatureSet:
     from, and the encoder's vocabulary and sizes. ``source`` holds the items.
     """
 
-    def __init__(self, base: FeatureSet, spec: dict[str, Any], source: TextSource) -> None:
+    def __init__(
+        self, base: FeatureSet, spec: dict[str, Any], source: TextSource, symbol: str | None = None
+    ) -> None:
         self.base = base
         self.spec = spec
         self.source = source
+        # a book's model: each instrument reads its own items (for_symbol); ``symbol`` is the
+        # instrument of such a per-instrument set (None: the book's own, or one instrument's)
+        self.book = list(spec.get("source", {}).get("symbols") or [])
+        self.symbol = symbol
+        self._by_symbol: dict[str, TextFeatureSet] = {}
+        self._book_set: TextFeatureSet | None = None
         self.memory = base.memory
         self.lexicon = [parse_lexicon(n, int(spec["memory"])) for n in spec["features"]]
         self.encoder = None
@@ -128,6 +142,31 @@ class TextFeatureSet:
     def __len__(self) -> int:
         return len(self.base) + len(self.text_names)
 
+    def for_symbol(self, symbol: str) -> TextFeatureSet:
+        """The feature set that reads ``symbol``'s bars: for a book's model, the same columns
+        over that instrument's items plus the market-wide ones (one object per symbol, so
+        per-item scores and token ids are made once); a one-instrument model's is itself."""
+        if not self.book:
+            return self
+        if self._book_set is not None:
+            return self._book_set.for_symbol(symbol)
+        if not symbol:
+            raise ConfigError(
+                "a text model of a book reads each instrument's own items: its data feeds need "
+                "their symbols as names (cerebro.adddata(feed, name=SYMBOL))"
+            )
+        if symbol not in self._by_symbol:
+            child = TextFeatureSet(self.base, self.spec, self.source.for_symbol(symbol), symbol)
+            child._book_set = self
+            self._by_symbol[symbol] = child
+        return self._by_symbol[symbol]
+
+    @property
+    def text_key(self) -> tuple:
+        """What the text columns depend on besides the bars: vocabulary and instrument (a
+        cache of computed columns keys on it; walk-forward folds fit their own vocabulary)."""
+        return (self.encoder._key if self.encoder else None, self.symbol)
+
     @property
     def token_columns(self) -> slice:
         """Where the encoder's token ids sit among the columns (empty without an encoder)."""
@@ -141,6 +180,8 @@ class TextFeatureSet:
     def text_columns(self, bars: Any) -> np.ndarray:
         """(n_bars, n_text_columns): the text columns of every bar, from the items that the
         alignment puts on it. Only items before the last bar's close are read."""
+        if self.book and self.symbol is None:
+            raise ValueError("a book's text features are per instrument: use for_symbol(symbol)")
         self.source.refresh()
         closes = self._closes(bars)
         n = len(closes)
@@ -193,24 +234,48 @@ def _daily(universe: dict[str, pd.DataFrame]) -> bool:
     return all(bool((b.index == b.index.normalize()).all()) for b in universe.values())
 
 
+def for_symbol(feature_set: Any, symbol: str) -> Any:
+    """``feature_set`` as it reads ``symbol``'s bars (:meth:`TextFeatureSet.for_symbol`);
+    any other feature set reads every instrument alike and is returned as it is."""
+    if isinstance(feature_set, TextFeatureSet):
+        return feature_set.for_symbol(symbol)
+    return feature_set
+
+
+def _training_source(cfg: dict[str, Any], universe: dict[str, pd.DataFrame]):
+    """(source, what the artifact records of it) for a model trained on ``universe``: a book
+    (several instruments) records them and reads per instrument; a book's per-instrument
+    model (one instrument of a configured book) reads that instrument's items only."""
+    from kerastrader.feeds.text import book_symbols, source_from_config
+
+    source = source_from_config(cfg)
+    record = {"path": source.path, "timezone": source.timezone,
+              "columns": dict(source.columns), "symbol": source.symbol}  # fmt: skip
+    if book_symbols(cfg) is not None:
+        if len(universe) > 1:
+            record["symbols"] = list(universe)
+            source.outside(list(universe))
+        else:
+            source = source.for_symbol(next(iter(universe)))
+            record["symbol"] = source.symbol
+    return source, record
+
+
 def text_spec(cfg: dict[str, Any], universe: dict[str, pd.DataFrame]) -> dict[str, Any] | None:
     """What the artifact records about the configured text inputs (None: no text)."""
     t, d = cfg["text"], cfg["data"]
     if not t["path"]:
         return None
-    from kerastrader.feeds.text import source_from_config
-
-    source = source_from_config(cfg)
+    _, record = _training_source(cfg, universe)
     spec = {
         "features": list(t["features"]),
         "memory": int(cfg["features"]["memory"]),
         "daily": _daily(universe),
         "timezone": d["timezone"] or "UTC",
         "session_end": d["session_end"],
-        "source": {"path": source.path, "timezone": source.timezone,
-                   "columns": dict(source.columns), "symbol": source.symbol},
+        "source": record,
         "encoder": None,
-    }  # fmt: skip
+    }
     for f in spec["features"]:
         parse_lexicon(f, spec["memory"])  # a clear error for a misspelt name
     if spec["daily"]:
@@ -223,13 +288,12 @@ def with_text(base: FeatureSet, cfg: dict[str, Any], universe: dict[str, pd.Data
     """Training's feature set: ``base`` plus the configured text columns (``base`` itself
     without ``[text]``). With the encoder, its vocabulary is fitted here on the items of the
     training bars only: the bars up to each symbol's last training window, as the splits
-    (:func:`kerastrader.models.training.split_dataset`) place it."""
+    (:func:`kerastrader.models.training.split_dataset`) place it, each symbol's own items
+    (and the market-wide ones) on its own bars."""
     spec = text_spec(cfg, universe)
     if spec is None:
         return base
-    from kerastrader.feeds.text import source_from_config
-
-    source = source_from_config(cfg)
+    source, _ = _training_source(cfg, universe)
     if cfg["text"]["encoder"]:
         from kerastrader.feeds.sessions import ExchangeClock
         from kerastrader.models.text_encoder import fit_vocabulary
@@ -239,12 +303,15 @@ def with_text(base: FeatureSet, cfg: dict[str, Any], universe: dict[str, pd.Data
         clock = ExchangeClock.from_config(cfg["data"])
         window = int(cfg["model"]["window"])
         horizon = head.horizon if head is not None else int(cfg["label"]["horizon"])
-        last = {
-            sym: int(split_dataset(b, plain, window, cfg["split"], horizon, head,
-                                   clock=clock).ends["train"][-1])
-            for sym, b in universe.items()
-        }  # fmt: skip
-        spec["encoder"] = fit_vocabulary(cfg["text"], source, universe, last, spec)
+        last = {}
+        for sym, b in universe.items():
+            ends = split_dataset(b, for_symbol(plain, sym), window, cfg["split"], horizon, head,
+                                 clock=clock, require=len(universe) == 1).ends["train"]  # fmt: skip
+            if len(ends):  # (an instrument that began trading later has no training bars)
+                last[sym] = int(ends[-1])
+        sources = {sym: source.for_symbol(sym) if spec["source"].get("symbols") else source
+                   for sym in last}  # fmt: skip
+        spec["encoder"] = fit_vocabulary(cfg["text"], sources, universe, last, spec)
     return TextFeatureSet(base, spec, source)
 
 
@@ -257,7 +324,8 @@ def bound_feature_set(base: FeatureSet, features: dict[str, Any], source: TextSo
     if source is None:
         from kerastrader.feeds.text import cached_source
 
-        source = cached_source(**spec["source"])
+        s = spec["source"]
+        source = cached_source(s["path"], s["timezone"], s["columns"], s["symbol"])
     return TextFeatureSet(base, spec, source)
 
 
@@ -265,16 +333,22 @@ def bind_text(models: Any, cfg: dict[str, Any], *, watch: bool = False) -> None:
     """Point a run's text models at the run's ``[text]`` items (``watch``: a live session's
     file or folder, re-read when it changes, so new items enter at the next bar). ``models``
     is an artifact, a walk-forward model or a mapping of either; models without text and
-    configs without ``[text]`` are left as they are."""
+    configs without ``[text]`` are left as they are. In a book's config, a book's model reads
+    every instrument's items (each its own); a per-instrument model reads the items of the
+    instrument it was trained on."""
     if not cfg["text"]["path"]:
         return
-    from kerastrader.feeds.text import source_from_config
+    from kerastrader.feeds.text import book_symbols, source_from_config
 
     source = source_from_config(cfg, watch=watch)
+    book = book_symbols(cfg) is not None
     items = models.values() if isinstance(models, dict) else [models]
     for model in items:
         arts = [a for _, a in model.schedule()] if hasattr(model, "schedule") else [model]
         for art in arts:
-            if art.metadata.get("features", {}).get("text"):
-                art.text = source
+            spec = art.metadata.get("features", {}).get("text")
+            if spec:
+                recorded = spec["source"]
+                one = book and not recorded.get("symbols") and recorded.get("symbol")
+                art.text = source.for_symbol(recorded["symbol"]) if one else source
                 art.__dict__.pop("feature_set", None)  # built again around the new source

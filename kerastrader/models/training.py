@@ -32,7 +32,7 @@ from kerastrader.models.heads import Head
 from kerastrader.models.images import image_spec, model_inputs
 from kerastrader.models.scaler import FittedScaler
 from kerastrader.models.text_encoder import text_front, text_scaler
-from kerastrader.models.text_features import with_text
+from kerastrader.models.text_features import for_symbol, with_text
 from kerastrader.models.windows import make_windows, window_ends
 
 log = logging.getLogger(__name__)
@@ -168,13 +168,14 @@ def book_datasets(
     """Every instrument's :func:`split_dataset`. One instrument must fill every split; in a
     book each split needs windows from at least one instrument: an instrument that began
     trading after the training period (a walk-forward fold's, or a static split's) has none
-    there, and the shared model learns from the others and predicts it all the same."""
+    there, and the shared model learns from the others and predicts it all the same. A book's
+    text features read each instrument's own items (``for_symbol``)."""
     if len(universe) == 1:
-        return {sym: split_dataset(b, feature_set, window, split, head.horizon, head,
-                                   clock=clock) for sym, b in universe.items()}  # fmt: skip
+        return {sym: split_dataset(b, for_symbol(feature_set, sym), window, split, head.horizon,
+                                   head, clock=clock) for sym, b in universe.items()}  # fmt: skip
     datasets = {
-        sym: split_dataset(b, feature_set, window, split, head.horizon, head, clock=clock,
-                           require=False)
+        sym: split_dataset(b, for_symbol(feature_set, sym), window, split, head.horizon, head,
+                           clock=clock, require=False)
         for sym, b in universe.items()
     }  # fmt: skip
     for name in SPLITS:
