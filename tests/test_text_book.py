@@ -278,3 +278,81 @@ def test_a_book_model_needs_named_feeds(shared_model):
     universe, _, loaded, _ = shared_model
     with pytest.raises(ConfigError, match="symbols as names"):
         loaded.features_for("")
+
+
+def _write_bars(bars: pd.DataFrame, path) -> None:
+    frame = bars.rename(columns=str.capitalize)
+    frame.index = frame.index.strftime("%Y-%m-%d")
+    frame.index.name = "Date"
+    frame.to_csv(path, float_format="%.4f")
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """A two-instrument book with lexicon scores and the encoder through the CLI: a run that
+    trains, and a ``--model DIR`` rerun of its saved model."""
+    from kerastrader.cli import run_backtest_main
+
+    folder = tmp_path_factory.mktemp("cli")
+    universe, items = book_data(260)
+    (folder / "bars").mkdir()
+    for sym, bars in universe.items():
+        _write_bars(bars, folder / "bars" / f"{sym.lower()}.csv")
+    items.to_csv(folder / "news.csv", index=False)
+    sections: dict[str, dict] = {}
+    for line in _sets(folder / "news.csv", **{"text.encoder": True}):
+        key, value = line.split("=", 1)
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    sections["data"]["path"] = _toml(str(folder / "bars" / "*.csv"))
+    sections["data"]["returns"] = _toml("price")
+    sections["report"] = {"figures": "false"}
+    sections["strategy"] = {"enter": "0.5", "exit": "0.499"}
+    sections["benchmark"] = {"costs": "false"}
+    config = folder / "book.toml"
+    config.write_text("\n".join(f"[{s}]\n" + "\n".join(f"{k} = {v}" for k, v in kv.items())
+                                for s, kv in sections.items()) + "\n")  # fmt: skip
+    first, again = folder / "run", folder / "again"
+    codes = (
+        run_backtest_main([str(config), "--out", str(first), "-q"]),
+        run_backtest_main([str(config), "--out", str(again), "--model", str(first / "model"),
+                           "-q"]),
+    )  # fmt: skip
+    return config, codes, first, again
+
+
+def test_a_book_with_text_runs_through_the_cli_and_reruns_from_its_model(cli_runs):
+    _, codes, first, again = cli_runs
+    assert codes == (0, 0)
+    a = pd.read_csv(first / "predictions.csv").dropna()
+    b = pd.read_csv(again / "predictions.csv").dropna()
+    assert set(a["symbol"]) == set(BOOK)
+    assert all((a["symbol"] == sym).sum() > 50 for sym in BOOK)
+    both = a.merge(b, on=["date", "symbol"], suffixes=("_run", "_rerun"))
+    assert len(both) == len(a)
+    np.testing.assert_allclose(both["prediction_rerun"], both["prediction_run"], atol=1e-6)
+
+
+def test_a_simulated_paper_session_predicts_the_book_as_its_backtest(cli_runs, tmp_path):
+    from kerastrader.runs.paper import run_paper
+
+    config, codes, first, _ = cli_runs
+    assert codes[0] == 0
+    cfg = load_config(config, ["paper.align_seconds=0.5"])
+    run_paper(cfg, tmp_path / "paper", model_dir=first / "model", simulate=True)
+    a = pd.read_csv(tmp_path / "paper" / "predictions.csv").dropna()
+    b = pd.read_csv(first / "predictions.csv").dropna()
+    both = a.merge(b, on=["date", "symbol"], suffixes=("_paper", "_bt"))
+    assert set(both["symbol"]) == set(BOOK) and len(both) == len(a)
+    assert all((both["symbol"] == sym).sum() > 40 for sym in BOOK)
+    np.testing.assert_allclose(both["prediction_paper"], both["prediction_bt"], atol=1e-5)
