@@ -1,5 +1,6 @@
 """Every config in examples/ runs end to end through run_backtest.py, shrunk for the test suite
-(one epoch, tiny layers, few trials and folds); the full sizes run from the README."""
+(one epoch, tiny layers, few trials and folds, one autoencoder epoch); the full sizes run from
+the README."""
 
 from __future__ import annotations
 
@@ -69,7 +70,9 @@ def test_regression_example_reports_regression_metrics(tmp_path):
 
 
 def test_three_class_example_reports_a_three_by_three_confusion_matrix(tmp_path):
-    out = run_example("three_class", tmp_path, "--set", "model.units=[4]")
+    # The autoencoder front end trains for its own autoencoder_epochs (30): one is enough here.
+    out = run_example("three_class", tmp_path, "--set", "model.units=[4]",
+                      "--set", "model.autoencoder_epochs=1")  # fmt: skip
     model = json.loads((out / "metrics.json").read_text())["model"]
     assert model["task"] == "three_class"
     assert len(model["confusion_matrix"]) == 3
