@@ -356,3 +356,31 @@ def test_a_simulated_paper_session_predicts_the_book_as_its_backtest(cli_runs, t
     assert set(both["symbol"]) == set(BOOK) and len(both) == len(a)
     assert all((both["symbol"] == sym).sum() > 40 for sym in BOOK)
     np.testing.assert_allclose(both["prediction_paper"], both["prediction_bt"], atol=1e-5)
+
+
+def test_walk_forward_folds_vocabularies_in_both_passes_of_a_book(tmp_path):
+    """Each fold fits its own vocabulary: the vectorised pass, which computes a feed's
+    columns once per feature set, must not give a later fold the first fold's token ids."""
+    from kerastrader.models.walkforward import walk_forward
+
+    universe, items = book_data(200)
+    days = universe["AAA"].index
+    new_word = pd.DataFrame(  # frequent from day 110 on: in the second fold's vocabulary only
+        [(pd.Timestamp(days[d].date()).tz_localize(NY).replace(hour=12).isoformat(), sym,
+          f"grindylow grindylow news for {sym}") for d in range(110, 200, 2) for sym in BOOK],
+        columns=items.columns,
+    )  # fmt: skip
+    pd.concat([items, new_word]).to_csv(tmp_path / "news.csv", index=False)
+    sets = _sets(tmp_path / "news.csv", **{"text.encoder": True, "text.features": []})
+    cfg = load_config(None, sets + ["walkforward.enabled=true", "walkforward.train_bars=80",
+                                    "walkforward.validation_bars=20", "walkforward.step=50",
+                                    "walkforward.folds=2"])  # fmt: skip
+    model = walk_forward(universe, cfg, {"symbols": BOOK}, tmp_path / "model")
+    vocabularies = [a.metadata["features"]["text"]["encoder"]["vocabulary"]
+                    for _, a in model.schedule()]  # fmt: skip
+    assert len(vocabularies) == 2 and "grindylow" in set(vocabularies[1]) - set(vocabularies[0])
+    vectorised, stepped = _lines(universe, model, True), _lines(universe, model, False)
+    for sym in BOOK:
+        assert np.isfinite(vectorised[sym]).sum() > 90
+        np.testing.assert_allclose(stepped[sym], vectorised[sym], rtol=0, atol=1e-5,
+                                   equal_nan=True)  # fmt: skip
