@@ -175,8 +175,10 @@ def _sets(path, **extra) -> list[str]:
             for k, v in sets.items()]  # fmt: skip
 
 
-def test_a_per_instrument_model_reads_its_instruments_items(small, caplog):
-    universe, items, path = small
+def test_a_per_instrument_model_reads_its_instruments_items(small, caplog, tmp_path):
+    universe, items, _ = small
+    path = tmp_path / "news.csv"  # a file of its own: its reading logs what it ignores once
+    items.to_csv(path, index=False)
     cfg = load_config(None, _sets(path, **{"portfolio.models": "per_instrument"}))
     with caplog.at_level(logging.INFO, logger="kerastrader.feeds.text"):
         fs = with_text(FeatureSet(["logret_1"]), cfg, {"BBB": universe["BBB"]}, Head())
@@ -384,3 +386,23 @@ def test_walk_forward_folds_vocabularies_in_both_passes_of_a_book(tmp_path):
         assert np.isfinite(vectorised[sym]).sum() > 90
         np.testing.assert_allclose(stepped[sym], vectorised[sym], rtol=0, atol=1e-5,
                                    equal_nan=True)  # fmt: skip
+
+
+def test_a_loaded_per_instrument_model_is_bound_to_its_instruments_items(small):
+    """``--model DIR`` or a paper session with a book's config: the run's items are bound
+    to each per-instrument model as the items of the instrument it was trained on."""
+    from kerastrader.models.artifact import Artifact
+    from kerastrader.models.text_features import bind_text
+
+    universe, items, path = small
+    cfg = load_config(None, _sets(path, **{"portfolio.models": "per_instrument"}))
+    models = {}
+    for sym in BOOK:
+        spec = with_text(FeatureSet(["logret_1"]), cfg, {sym: universe[sym]}, Head()).to_dict()
+        models[sym] = Artifact(model=None, metadata={"features": spec})
+    bind_text(models, cfg, watch=True)
+    for sym, art in models.items():
+        assert art.text.watch and art.text.symbol == sym
+        want = by_hand(universe[sym], items, sym, memory=3)
+        got = art.features_for("ignored").text_columns(universe[sym])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True)
