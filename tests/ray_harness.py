@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,6 +90,20 @@ def _wait_nodes(env: dict, port: int, n: int, timeout: float = 60) -> None:
     )
 
 
+def _wait_port(port: int, timeout: float = 60) -> None:
+    """Until the head's GCS accepts connections (a worker's ``ray start --address`` can then
+    join): a socket poll, where a Ray driver process would take seconds to start."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     """End one node we started: its process group (the ray start process, raylet, GCS ...)
     and the Ray worker processes whose parent is in that group (they have their own)."""
@@ -126,7 +141,7 @@ def cluster_mode(tmp: Path, out: str, args: list[str]) -> dict:
     worker = None
     report: dict = {"port": port}
     try:
-        _wait_nodes(env, port, 1)
+        _wait_port(port)
         worker = _ray(f"--address=127.0.0.1:{port}", "--num-cpus=1", env=env, block=True)
         _wait_nodes(env, port, 2)
         sweep = subprocess.Popen(
