@@ -177,3 +177,23 @@ def full_run(orcl_slice_csv, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "full"
     run_experiment(cfg, out)
     return out
+
+
+# Study runs shrunk for the tests: one epoch, 4 units, no figures, no selection or tuning.
+STUDY_SHRINK = [
+    "training.epochs=1",
+    "model.units=[4]",
+    "report.figures=false",
+    'selection.method=""',
+    'tuning.algorithm=""',
+]
+
+
+@pytest.fixture(scope="session")
+def study_c(tmp_path_factory) -> tuple[Path, Path]:
+    """Study C shrunk (its three tiny runs), run once for the session: (its folder, the page
+    ``run_study`` returned). A test that changes its files works on a copy."""
+    from kerastrader.studies.runner import run_study
+
+    out = tmp_path_factory.mktemp("study_c")
+    return out, run_study("c", out=out, overrides=STUDY_SHRINK)

@@ -114,15 +114,10 @@ def test_compare_page_charts_render_with_no_network(browser_exe, compare_dir):
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory) -> Path:
-    """Study C shrunk (three tiny runs): the page is built from the runs' files."""
-    from kerastrader.studies.runner import run_study
-
-    out = tmp_path_factory.mktemp("study")
-    shrink = ["training.epochs=1", "model.units=[4]", "report.figures=false",
-              'selection.method=""', 'tuning.algorithm=""']  # fmt: skip
-    run_study("c", out=out, overrides=shrink)
-    return out
+def study_dir(study_c) -> Path:
+    """Study C shrunk (three tiny runs, the session's: tests/conftest.py): the page is built
+    from the runs' files."""
+    return study_c[0]
 
 
 def test_study_page_chart_renders_each_runs_returns_csv(browser_exe, study_dir):

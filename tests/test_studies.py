@@ -17,15 +17,9 @@ from kerastrader.models.features import FeatureSet
 from kerastrader.models.heads import Head
 from kerastrader.studies.accounting import Accounting, score
 from kerastrader.studies.page import fmt_value, lookup, write_page
-from tests.conftest import random_walk_bars
+from tests.conftest import STUDY_SHRINK, random_walk_bars
 
-SHRINK = [
-    "training.epochs=1",
-    "model.units=[4]",
-    "report.figures=false",
-    'selection.method=""',
-    'tuning.algorithm=""',
-]
+SHRINK = STUDY_SHRINK
 #: Study D's forecasts shrunk (1 epoch, 4 units, few paths, one rolling origin).
 SHRINK_D = ["training.epochs=1", "model.units=[4]", "forecast.paths=40", "rolling.paths=20",
             "rolling.step=100", "rolling.horizon=5"]  # fmt: skip
@@ -113,27 +107,28 @@ def test_centred_dpo_reads_the_future_and_the_causal_one_does_not():
     assert moved.min() == 80 - 11  # 11 bars ahead, as pandas-ta's DPO(20)
 
 
-def test_study_c_page_numbers_come_from_its_run_files(tmp_path):
-    from kerastrader.studies.runner import run_study
+def test_study_c_page_numbers_come_from_its_run_files(study_c, tmp_path):
+    import shutil
 
-    page = run_study("c", out=tmp_path, overrides=SHRINK)
-    assert page == tmp_path / "study.html"
+    folder, page = study_c  # the session's shrunk study C (tests/conftest.py)
+    assert page == folder / "study.html"
+    root = shutil.copytree(folder, tmp_path / "c")  # its files are changed below: a copy
     for run in ("faithful", "honest", "ratios"):
-        assert (tmp_path / run / "report.html").is_file()
-        assert f'href="{run}/report.html"' in page.read_text()
-    assert assert_every_number_is_read_from_files(tmp_path) > 40
-    faithful = json.loads((tmp_path / "faithful" / "metrics.json").read_text())
+        assert (root / run / "report.html").is_file()
+        assert f'href="{run}/report.html"' in (root / "study.html").read_text()
+    assert assert_every_number_is_read_from_files(root) > 40
+    faithful = json.loads((root / "faithful" / "metrics.json").read_text())
     assert faithful["model"]["n_test"] == 9  # the article's last 10 bars, 9 with a next close
-    honest = json.loads((tmp_path / "honest" / "study.json").read_text())
+    honest = json.loads((root / "honest" / "study.json").read_text())
     assert honest["original_accounting"]["blocks"]["length"] == 10
 
     # The page is rebuilt from the files: change one, and the page follows.
-    path = tmp_path / "honest" / "metrics.json"
+    path = root / "honest" / "metrics.json"
     doc = json.loads(path.read_text())
     doc["strategy"]["sharpe_ratio"] = 9.876
     path.write_text(json.dumps(doc))
-    write_page(tmp_path)
-    cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(tmp_path)}
+    write_page(root)
+    cells = {(a.get("data-file"), a.get("data-key")): t for a, t in page_cells(root)}
     assert cells[("honest/metrics.json", "strategy.sharpe_ratio")] == "9.876"
 
 
