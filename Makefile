@@ -18,7 +18,7 @@ backtest: $(STAMP)
 	$(PY) run_backtest.py $(ARGS)
 
 # Two workers, whole test files each (module fixtures stay in one process): 11-18 min on 2
-# cores against 25-30 in one process. TEST_WORKERS=0 runs the suite in one process.
+# cores against 21 in one process. TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
