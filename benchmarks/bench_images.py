@@ -39,7 +39,7 @@ from kerastrader.config import default_config, embedded_data_path, validate  # n
 from kerastrader.feeds.btfeed import make_feed  # noqa: E402
 from kerastrader.feeds.loader import load_csv  # noqa: E402
 from kerastrader.models.artifact import load_artifact, save_artifact  # noqa: E402
-from kerastrader.models.correlation_image import frame_peers  # noqa: E402
+from kerastrader.models.correlation_image import Peers, frame_peers  # noqa: E402
 from kerastrader.models.indicator import KerasIndicator  # noqa: E402
 from kerastrader.models.shared_indicator import SharedKerasIndicator  # noqa: E402
 from kerastrader.models.training import train  # noqa: E402
@@ -193,7 +193,7 @@ def measure(kind: str, bars, args, work: Path) -> tuple:
             recent = {c: v[t - spec.window + 1 : t + 1] for c, v in raw.items()}
             near = None
             if peers is not None:  # the universe's closes at the window's rows, as live
-                near = type(peers)(peers.closes[t - spec.window + 1 : t + 1], peers.member)
+                near = Peers(peers.closes[t - spec.window + 1 : t + 1], peers.member)
             spec.last_input(windows[i], recent, near)
 
     single = best(args.repeat, one_at_a_time)

@@ -125,6 +125,8 @@ class FeedUniverse:
         # Each member of a bar asks for the same peers' recent bars: read them once a bar
         # (keyed by the peer's bar count and current bar, so a bar updated in place is re-read)
         self._recent: list[tuple | None] = [None] * len(self.datas)
+        # The vectorised pass asks once per member and fold: each peer's whole history once
+        self._history: list[tuple | None] = [None] * len(self.datas)
 
     def member(self, data) -> int:
         try:
@@ -139,10 +141,13 @@ class FeedUniverse:
         """Peers at rows [lo, hi) of ``data``'s arrays."""
         times = np.asarray(data.datetime.array[lo:hi], dtype=np.float64)
         cols = []
-        for peer, lines in zip(self.datas, self._lines, strict=True):
-            n = len(peer.datetime.array)
-            bars = {c: getattr(peer, c).array[:n] for c in lines}
-            cols.append((np.asarray(peer.datetime.array[:n], dtype=np.float64), _close(bars)))
+        for j, (peer, lines) in enumerate(zip(self.datas, self._lines, strict=True)):
+            n, got = len(peer.datetime.array), self._history[j]
+            if got is None or got[0] != n:
+                when = np.asarray(peer.datetime.array[:n], dtype=np.float64)
+                got = self._history[j] = (n, when, _close({c: getattr(peer, c).array[:n]
+                                                           for c in lines}))  # fmt: skip
+            cols.append(got[1:])
         return Peers(aligned_closes(times, cols), self.member(data))
 
     def recent(self, data, size: int) -> Peers:

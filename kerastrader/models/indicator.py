@@ -205,7 +205,7 @@ class DataPredictor:
         if art.image is not None:  # every window rendered in one pass (models/images.py)
             raw = {c: np.asarray(getattr(self.data, c).array[lo:end], dtype=np.float64)
                    for c in art.image.columns}  # fmt: skip
-            x = art.image.model_inputs(x, raw, ends, self._peers(art, lo, end))
+            x = art.image.model_inputs(x, raw, ends, self.peers(art, lo, end))
         predictor = art.batch_predictor
         outputs = predictor.outputs(x)
         return ends + lo, predictor.score(outputs), outputs
@@ -224,11 +224,18 @@ class DataPredictor:
             self._inputs[key] = [c for c in features.inputs if c in aliases]
         return self._inputs[key]
 
-    def _peers(self, art: Artifact, lo: int, hi: int):
-        """The universe's closes at rows [lo, hi) when the image reads them, else None."""
+    def peers(self, art: Artifact, lo: int, hi: int):
+        """The universe's closes at this feed's rows [lo, hi) when the image reads them, else
+        None (a correlation image without a universe then says so in one line)."""
         if not art.image.reads_universe or self.universe is None:
-            return None  # (a correlation image without a universe says so in one line)
+            return None
         return self.universe.history(self.data, lo, hi)
+
+    def recent_peers(self, art: Artifact):
+        """The same at this feed's last window of bars, from each peer's bars up to now."""
+        if not art.image.reads_universe or self.universe is None:
+            return None
+        return self.universe.recent(self.data, art.window)
 
     # -- bar-by-bar pass -------------------------------------------------------------------
     def _recent(self, columns, size: int) -> dict[str, np.ndarray]:
@@ -302,11 +309,8 @@ class DataPredictor:
         if not ready:
             return None
         if art.image is not None:  # the same rendering, a stack of one (models/images.py)
-            peers = None
-            if art.image.reads_universe and self.universe is not None:
-                peers = self.universe.recent(self.data, art.window)
             recent = self._recent(art.image.columns, art.window)
-            return k, art.image.last_input(self._ring, recent, peers)
+            return k, art.image.last_input(self._ring, recent, self.recent_peers(art))
         return k, self._ring
 
 

@@ -218,10 +218,7 @@ class _SharedBase(bt.Indicator):
             if art.image is not None:  # every window drawn in one pass (models/images.py)
                 raw = {c: np.asarray(getattr(feed.data, c).array[lo:hi], dtype=np.float64)
                        for c in art.image.columns}  # fmt: skip
-                peers = None
-                if art.image.reads_universe:
-                    peers = feed.universe.history(feed.data, lo, hi)
-                x = art.image.model_inputs(x, raw, ends, peers)
+                x = art.image.model_inputs(x, raw, ends, feed.peers(art, lo, hi))
             yield int(k), ends + lo, x
 
     # -- bar-by-bar pass -------------------------------------------------------------------

@@ -170,14 +170,14 @@ def book_datasets(
     trading after the training period (a walk-forward fold's, or a static split's) has none
     there, and the shared model learns from the others and predicts it all the same. A book's
     text features read each instrument's own items (``for_symbol``)."""
-    if len(universe) == 1:
-        return {sym: split_dataset(b, for_symbol(feature_set, sym), window, split, head.horizon,
-                                   head, clock=clock) for sym, b in universe.items()}  # fmt: skip
+    alone = len(universe) == 1  # then split_dataset itself requires every split
     datasets = {
         sym: split_dataset(b, for_symbol(feature_set, sym), window, split, head.horizon, head,
-                           clock=clock, require=False)
+                           clock=clock, require=alone)
         for sym, b in universe.items()
     }  # fmt: skip
+    if alone:
+        return datasets
     for name in SPLITS:
         if not any(len(d.ends[name]) for d in datasets.values()):
             raise ConfigError(
